@@ -1,0 +1,3 @@
+from snapsr.cli import main
+
+main()

@@ -1,0 +1,70 @@
+"""Full-reference metrics in BasicSR's conventions (``basicsr/metrics/psnr_ssim.py``).
+
+Images are ``HxWxC`` arrays on the 0-255 scale (uint8 or float). ``crop_border``
+pixels are dropped on every side; ``test_y`` uses the ITU-R BT.601 luma on the
+[16, 235] scale, as BasicSR's ``to_y_channel``; arithmetic is float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def to_y(img: np.ndarray) -> np.ndarray:
+    """RGB 0-255 -> Y 0-255 (BT.601, [16, 235]), ``HxWx1``."""
+    img = img.astype(np.float64) / 255.0
+    y = img @ np.array([65.481, 128.553, 24.966]) + 16.0
+    return y[..., None]
+
+
+def _prep(img: np.ndarray, crop_border: int, test_y: bool) -> np.ndarray:
+    if img.ndim == 2:
+        img = img[..., None]
+    if crop_border:
+        img = img[crop_border:-crop_border, crop_border:-crop_border]
+    if test_y and img.shape[-1] == 3:
+        return to_y(img)
+    return img.astype(np.float64)
+
+
+def psnr(img: np.ndarray, ref: np.ndarray, crop_border: int = 0, test_y: bool = False) -> float:
+    if img.shape != ref.shape:
+        raise ValueError(f"image shapes differ: {img.shape} vs {ref.shape}")
+    a, b = _prep(img, crop_border, test_y), _prep(ref, crop_border, test_y)
+    mse = np.mean((a - b) ** 2)
+    return float("inf") if mse == 0 else float(10.0 * np.log10(255.0**2 / mse))
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - size // 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return torch.outer(g, g)
+
+
+def _ssim_plane(a: torch.Tensor, b: torch.Tensor) -> float:
+    """SSIM of one plane (Wang et al. 2004), valid-region Gaussian filtering as BasicSR's ``_ssim``."""
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    w = _gaussian_window().view(1, 1, 11, 11)
+    a, b = a.view(1, 1, *a.shape), b.view(1, 1, *b.shape)
+    mu1, mu2 = F.conv2d(a, w), F.conv2d(b, w)
+    s11 = F.conv2d(a * a, w) - mu1**2
+    s22 = F.conv2d(b * b, w) - mu2**2
+    s12 = F.conv2d(a * b, w) - mu1 * mu2
+    m = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1**2 + mu2**2 + c1) * (s11 + s22 + c2))
+    return float(m.mean())
+
+
+def ssim(img: np.ndarray, ref: np.ndarray, crop_border: int = 0, test_y: bool = False) -> float:
+    if img.shape != ref.shape:
+        raise ValueError(f"image shapes differ: {img.shape} vs {ref.shape}")
+    a, b = _prep(img, crop_border, test_y), _prep(ref, crop_border, test_y)
+    ta, tb = torch.from_numpy(np.ascontiguousarray(a)), torch.from_numpy(np.ascontiguousarray(b))
+    return float(np.mean([_ssim_plane(ta[..., c], tb[..., c]) for c in range(a.shape[-1])]))
+
+
+def to_uint8_hwc(t: torch.Tensor) -> np.ndarray:
+    """``(3,H,W)`` float [0, 1] -> ``HxWx3`` uint8, rounded as a saved 8-bit image would be."""
+    return (t.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)

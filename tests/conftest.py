@@ -1,0 +1,35 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+
+def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A photo-like uint8 RGB image: smooth colour fields plus some edges and texture."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    img = np.zeros((h, w, 3))
+    for c in range(3):
+        fx, fy, ph = rng.uniform(0.01, 0.08, 2).tolist() + [rng.uniform(0, 6)]
+        img[..., c] = 0.5 + 0.3 * np.sin(fx * xx + ph) * np.cos(fy * yy)
+    img[(xx + yy) % 23 < 3] *= 0.6  # some sharp stripes
+    img += rng.normal(0, 0.02, img.shape)
+    return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+
+
+@pytest.fixture()
+def photo_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "photos"
+    (d / "sub").mkdir(parents=True)
+    Image.fromarray(smooth_image(96, 128, 0)).save(d / "a.png")
+    Image.fromarray(smooth_image(80, 72, 1)).save(d / "b.jpg", quality=95)
+    Image.fromarray(smooth_image(64, 100, 2)).save(d / "sub" / "c.webp")
+    (d / "notes.txt").write_text("not an image")
+    return d
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from snapsr import nets
+
+
+@pytest.mark.parametrize("name", nets.names())
+@pytest.mark.parametrize("scale", [2, 4])
+def test_backbone_forward_backward(name, scale):
+    net = nets.create(name, scale=scale)
+    for H, W in [(16, 16), (13, 21), (1, 1)]:  # odd sizes and a single pixel
+        x = torch.randn(2, 3, H, W, requires_grad=True)
+        cond = torch.rand(2, 3, H, W)
+        for t in (0.3, torch.tensor([0.1, 0.9]), torch.rand(2, 1, H, W)):
+            v = net(x, t, cond)
+            assert v.shape == x.shape and v.dtype == x.dtype
+            assert torch.isfinite(v).all()
+        v.square().mean().backward()
+        grads = [p.grad for p in net.parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(g).all() for g in grads)
+        net.zero_grad()
+
+
+@pytest.mark.parametrize("name", nets.names())
+def test_backbone_time_forms_agree_and_matter(name):
+    net = nets.create(name, scale=2)
+    with torch.no_grad():  # make every layer matter (tail and FiLM start at zero)
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x, cond = torch.randn(2, 3, 8, 10), torch.rand(2, 3, 8, 10)
+    a = net(x, 0.4, cond)
+    b = net(x, torch.full((2,), 0.4), cond)
+    c = net(x, torch.full((2, 1, 8, 10), 0.4), cond)
+    assert torch.allclose(a, b, atol=1e-5) and torch.allclose(a, c, atol=1e-5)
+    assert not torch.allclose(a, net(x, 0.9, cond), atol=1e-4)
+    # a per-pixel map changes the output where t differs
+    tmap = torch.full((2, 1, 8, 10), 0.4)
+    tmap[..., :, 6:] = 0.9
+    d = net(x, tmap, cond)
+    assert not torch.allclose(a[..., 6:], d[..., 6:], atol=1e-4)
+
+
+def test_bf16_autocast_output():
+    net = nets.create("lrnet_t", scale=4)
+    x, cond = torch.randn(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        v = net(x, 0.5, cond)
+    assert v.dtype == torch.bfloat16 and v.shape == x.shape
+
+
+def test_registry_errors():
+    with pytest.raises(KeyError, match="unknown backbone"):
+        nets.create("nope", scale=4)
+    with pytest.raises(ValueError, match="registered twice"):
+        nets.register("lrnet_s")(lambda scale: None)
+
+
+def test_sizes():
+    count = lambda n: sum(p.numel() for p in nets.create(n, scale=4).parameters())  # noqa: E731
+    assert 0.7e6 < count("lrnet_s") < 1.5e6
+    assert count("lrnet_b") > 4 * count("lrnet_s")
