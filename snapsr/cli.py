@@ -160,5 +160,175 @@ def eval_cmd(sr_dir, hr_dir, lr_dir, weights, steps, sampler, seed, scale, crop_
         )
 
 
+# ---------------------------------------------------------------------------
+# upscale
+
+
+def _float_list_ok(value: str) -> float:
+    if value == "auto":
+        raise click.BadParameter("--realism auto needs a model with a realism estimator (not bundled yet)")
+    try:
+        v = float(value)
+    except ValueError as e:
+        raise click.BadParameter(f"not a number: {value!r}") from e
+    if not 0.0 <= v <= 1.0:
+        raise click.BadParameter(f"must be in [0, 1], got {v}")
+    return v
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", type=click.Path(file_okay=False), help="Output folder (default: beside each input).")
+@click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders (and ** in globs).")
+@click.option("-s", "--scale", type=float, default=None, help="Output scale; any float (default: the model's).")
+@click.option("--realism", default="0.5", show_default=True, help="Fidelity (0) to realism (1).")
+@click.option("--realism-map", type=click.Path(exists=True, dir_okay=False), help="Greyscale image: per-pixel dial.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--steps", type=int, default=None, help="Sampling steps (default: the model card's).")
+@click.option("--sampler", default="euler", show_default=True, type=click.Choice(["euler", "heun"]))
+@click.option("--tile", default=0, show_default=True, type=int, help="LR tile side; 0 picks from --max-memory.")
+@click.option("--tile-overlap", default=0, show_default=True, type=int, help="LR pixels; 0 picks automatically.")
+@click.option("--max-memory", default=1024, show_default=True, type=int, help="Working memory for a tile, MB.")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
+@click.option("--dtype", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]))
+@click.option("--weights", default=None, help="A bundled model name or a .safetensors path (default: bundled).")
+@click.option("--colorfix", default="none", show_default=True, type=click.Choice(["none", "wavelet", "adain"]))
+@click.option(
+    "--format", "fmt", default="same", show_default=True, type=click.Choice(["same", "png", "jpg", "webp", "tiff"])
+)
+@click.option("--quality", default=95, show_default=True, type=click.IntRange(1, 100), help="JPEG/WebP quality.")
+@click.option("--name", "template", default="{stem}_x{scale}.{ext}", show_default=True, help="Output file name.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip them).")
+@click.option("--overwrite-inputs", is_flag=True, help="Allow an output name that replaces its input.")
+@click.option("--max-pixels", type=int, default=None, help="Raise the decompression-bomb limit (input pixels).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
+def upscale(
+    inputs,
+    output,
+    recursive,
+    scale,
+    realism,
+    realism_map,
+    seed,
+    steps,
+    sampler,
+    tile,
+    tile_overlap,
+    max_memory,
+    device,
+    dtype,
+    weights,
+    colorfix,
+    fmt,
+    quality,
+    template,
+    overwrite,
+    overwrite_inputs,
+    max_pixels,
+    quiet,
+    as_json,
+):
+    """Upscale images: files, folders and globs, every format Pillow reads.
+
+    \b
+    snapsr upscale photo.jpg                   -> photo_x4.jpg beside it
+    snapsr upscale shots/ -r -o big/ --realism 0.8
+    """
+    from snapsr import batch
+    from snapsr.upscaler import Upscaler
+
+    r = _float_list_ok(realism)
+    if scale is not None and scale <= 0:
+        raise click.BadParameter("--scale must be positive")
+    rmap = None
+    if realism_map:
+        from snapsr.imageio import ImageReadError, read_image
+
+        try:
+            pic = read_image(realism_map)
+        except ImageReadError as e:
+            raise click.BadParameter(str(e), param_hint="--realism-map") from e
+        import torch
+
+        rmap = torch.from_numpy(pic.pixels.mean(-1))
+    try:
+        up = Upscaler.from_pretrained(
+            weights,
+            device=device,
+            dtype=dtype,
+            steps=steps,
+            sampler=sampler,
+            tile=tile,
+            tile_overlap=tile_overlap,
+            max_memory_mb=max_memory,
+            colorfix=colorfix,
+        )
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        raise click.ClickException(str(e)) from e
+    jobs, missing = batch.collect(list(inputs), output, recursive)
+    for m in missing:
+        click.echo(f"error: {m.src}: {m.message}", err=True)
+    summary = batch.run(
+        up,
+        jobs,
+        fmt=fmt,
+        quality=quality,
+        template=template,
+        overwrite=overwrite,
+        overwrite_inputs=overwrite_inputs,
+        realism=r,
+        realism_map=rmap,
+        seed=seed,
+        scale=scale,
+        max_pixels=max_pixels,
+        progress=not quiet and sys.stderr.isatty(),
+    )
+    summary.outcomes = missing + summary.outcomes
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), indent=2))
+    if not quiet:
+        click.echo(summary.line(), err=True)
+    if summary.count("failed"):
+        sys.exit(1)
+
+
+# ---------------------------------------------------------------------------
+# models
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def models(as_json):
+    """List the bundled weights with their cards."""
+    from snapsr import pretrained
+
+    cards = {name: pretrained.card(name) for name in pretrained.available()}
+    if as_json:
+        click.echo(json.dumps({"default": pretrained.DEFAULT, "models": cards}, indent=2))
+        return
+    if not cards:
+        click.echo("no bundled weights")
+    for name, card in cards.items():
+        mark = " (default)" if name == pretrained.DEFAULT else ""
+        click.echo(f"{name}{mark}")
+        for key in (
+            "kind",
+            "recipe",
+            "scale",
+            "backbone",
+            "parameters",
+            "steps_trained",
+            "default_steps",
+            "train_data",
+            "degradation",
+            "metrics",
+            "sha256",
+        ):
+            value = card.get(key, card.get("flow", {}).get(key))
+            if value is not None:
+                click.echo(f"  {key}: {json.dumps(value) if isinstance(value, dict) else value}")
+
+
 if __name__ == "__main__":
     main()

@@ -33,3 +33,21 @@ def photo_dir(tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture()
+def tiny_weights(tmp_path: Path) -> Path:
+    """A deterministic tiny x4 model with non-trivial weights, saved as a snapsr weights file."""
+    from snapsr import weights
+    from snapsr.config import FlowConfig
+    from snapsr.flow import FlowSR
+
+    cfg = FlowConfig(scale=4, sigma_p=0.2, backbone="lrnet_t")
+    torch.manual_seed(1)
+    model = FlowSR(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    path = tmp_path / "tiny.safetensors"
+    weights.save(path, model, weights.flow_card(cfg, kind="teacher", default_steps=2))
+    return path

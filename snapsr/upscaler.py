@@ -1,0 +1,315 @@
+"""``Upscaler``: the one public call, ``up(image, realism=0.5, realism_map=None, seed=0)``.
+
+The inference contract: input floats in [0, 1]; the image stays on the CPU and
+goes to the device one overlapping tile at a time; noise is seeded per output
+pixel, so tiling does not change the result; greyscale, alpha and 16-bit depth
+come back as they went in. Defaults: CPU, and bf16 where the CPU has fast bf16.
+
+The realism dial of the flow teacher: one Euler step from ``x_0`` gives the
+posterior-mean estimate ``x_0 + v(x_0, 0)`` (highest PSNR, realism 0); the full
+``steps``-step ODE sample is the realistic one (realism 1); values between blend
+the two, per pixel when a map is given. The mean is the first Euler step's
+prediction, so the dial costs no extra network evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from snapsr import colorfix as colorfix_mod
+from snapsr import pretrained, tiling
+from snapsr.flow import FlowSR
+from snapsr.imageio import Picture, read_image
+from snapsr.samplers import SAMPLERS, time_grid
+from snapsr.train.engine import cpu_supports_bf16
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but no CUDA device is available")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise RuntimeError("--device mps was asked for, but MPS is not available")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto``: bf16 on CPUs with AMX/AVX-512 bf16 and on bf16 GPUs, fp16 on other GPUs, else fp32."""
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cpu":
+            return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+        return torch.float16 if device.type == "mps" else torch.float32
+    table = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if dtype not in table:
+        raise ValueError(f"dtype must be auto, fp32, bf16 or fp16; got {dtype!r}")
+    if dtype == "fp16" and device.type == "cpu":
+        raise ValueError("fp16 is not supported on the CPU; use bf16 or fp32")
+    return table[dtype]
+
+
+@dataclass(frozen=True)
+class UpscaleOptions:
+    steps: int | None = None  # None: the model card's default
+    sampler: str = "euler"
+    tile: int = 0  # LR tile side; 0: chosen from max_memory_mb
+    tile_overlap: int = 0  # 0: automatic (a quarter of the tile, at least 16)
+    max_memory_mb: int = 1024  # working-memory budget for one tile
+    colorfix: str = "none"
+
+
+class Upscaler:
+    def __init__(
+        self,
+        model: FlowSR,
+        card: dict | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: str = "fp32",
+        options: UpscaleOptions = UpscaleOptions(),
+    ):
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device) if isinstance(dtype, str) else dtype
+        self.model = model.eval().requires_grad_(False).to(self.device)
+        if self.device.type == "cpu":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.card = card or {}
+        if options.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {options.sampler!r}; known: {', '.join(SAMPLERS)}")
+        self.options = options
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path | None = None, *, device="cpu", dtype="fp32", **options):
+        """The bundled default (no argument), a bundled name, or a ``.safetensors`` path."""
+        from snapsr.weights import load_flow
+
+        path = pretrained.resolve(name_or_path)
+        model, card = load_flow(path)
+        return cls(model, card, device=device, dtype=dtype, options=UpscaleOptions(**options))
+
+    def with_options(self, **changes) -> Upscaler:
+        new = object.__new__(Upscaler)
+        new.__dict__.update(self.__dict__)
+        new.options = replace(self.options, **changes)
+        return new
+
+    @property
+    def scale(self) -> int:
+        return self.model.cfg.scale
+
+    @property
+    def steps(self) -> int:
+        return int(self.options.steps or self.card.get("default_steps", 1))
+
+    # -- tiles -------------------------------------------------------------------
+    def bytes_per_lr_pixel(self) -> int:
+        """Working memory per LR pixel of a tile: trunk activations plus HR-size states, with slack."""
+        bb = self.model.backbone
+        channels = getattr(getattr(bb, "cfg", None), "channels", 64)
+        elt = 2 if self.dtype != torch.float32 else 4
+        s2 = self.scale**2
+        # ~8 live trunk tensors; ~10 HR-size fp32 tensors (x, cond, eps, v, mean, blend); the input.
+        return int(channels * elt * 8 + 3 * s2 * 4 * 10 + 64)
+
+    def tile_size(self) -> tuple[int, int]:
+        o = self.options
+        tile = o.tile or max(32, int(math.sqrt(o.max_memory_mb * 2**20 / self.bytes_per_lr_pixel())))
+        overlap = o.tile_overlap or max(16, tile // 4)
+        return tile, min(overlap, tile // 2)
+
+    # -- the network on one tile -----------------------------------------------
+    @torch.no_grad()
+    def _sr_tile(self, lr: torch.Tensor, tile: tiling.Tile, realism: torch.Tensor | float, seed: int) -> torch.Tensor:
+        s, dev = self.scale, self.device
+        lr = lr.to(dev, torch.float32)
+        m = self.model
+        with torch.autocast(dev.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            cond = m.condition(lr)
+            eps = tiling.position_noise(seed, cond.shape[1], tile.y0 * s, tile.x0 * s, *cond.shape[-2:]).to(dev)
+            x_0 = m.start(cond, eps)
+            r = realism
+            if isinstance(r, torch.Tensor):
+                r = r[..., tile.y0 * s : (tile.y0 + tile.h) * s, tile.x0 * s : (tile.x0 + tile.w) * s].to(dev)
+            if self.steps == 1 or (not isinstance(r, torch.Tensor) and r == 0):
+                return (x_0 + m.velocity(x_0, 0.0, cond).float()).float().cpu()
+            mean = {}
+            n = self.steps
+
+            def first(i, x):
+                if i == 0 and self.options.sampler == "euler":
+                    mean["x"] = x_0 + n * (x - x_0)  # = x_0 + v(x_0, 0)
+
+            sample = SAMPLERS[self.options.sampler](m.velocity, x_0, time_grid(n), cond=cond, callback=first)
+            x_mean = mean["x"] if "x" in mean else x_0 + m.velocity(x_0, 0.0, cond)
+            out = x_mean + r * (sample - x_mean)
+        return out.float().cpu()
+
+    def _sr(self, lr: torch.Tensor, realism, seed: int, progress=None) -> torch.Tensor:
+        """``lr (1,3,h,w)`` float CPU -> ``(1,3,h*s,w*s)`` float CPU, unclamped."""
+        tile, overlap = self.tile_size()
+        return tiling.run_tiled(
+            lambda t_lr, t: self._sr_tile(t_lr, t, realism, seed),
+            lr,
+            self.scale,
+            tile,
+            overlap,
+            out_channels=3,
+            progress=progress,
+        )
+
+    # -- the public call --------------------------------------------------------
+    def upscale_tensor(
+        self,
+        lr: torch.Tensor,
+        *,
+        realism: float = 0.5,
+        realism_map: torch.Tensor | None = None,
+        seed: int = 0,
+        scale: float | None = None,
+        progress=None,
+    ) -> torch.Tensor:
+        """``(1,C,h,w)`` float in [0, 1] (C = 1 or 3) -> upscaled ``(1,C,H,W)`` in [0, 1] on the CPU."""
+        if lr.ndim != 4 or lr.shape[0] != 1 or lr.shape[1] not in (1, 3):
+            raise ValueError(f"expected a (1, 1 or 3, H, W) tensor, got {tuple(lr.shape)}")
+        if not 0.0 <= realism <= 1.0:
+            raise ValueError(f"realism must be in [0, 1], got {realism}")
+        grey = lr.shape[1] == 1
+        x = lr.detach().float().cpu()
+        x = x.expand(-1, 3, -1, -1).contiguous() if grey else x
+        h, w = x.shape[-2:]
+        s = self.scale
+        r: torch.Tensor | float = realism
+        if realism_map is not None:
+            rm = realism_map.detach().float().cpu()
+            rm = rm.view(1, 1, *rm.shape[-2:])
+            r = F.interpolate(rm, size=(h * s, w * s), mode="bilinear", align_corners=False).clamp(0, 1)
+        out = self._sr(x, r, seed, progress)
+        if self.options.colorfix != "none":
+            out = colorfix_mod.apply(self.options.colorfix, out, self.model.condition(x))
+        out = out.clamp(0, 1)
+        if scale is not None and scale != s:
+            size = (max(1, round(h * scale)), max(1, round(w * scale)))
+            out = F.interpolate(out, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+        return out.mean(1, keepdim=True) if grey else out
+
+    def upscale_picture(self, pic: Picture, **kw) -> Picture:
+        """A ``Picture`` (see imageio) -> the upscaled ``Picture`` with alpha, depth and metadata kept."""
+        lr = torch.from_numpy(pic.pixels).permute(2, 0, 1).unsqueeze(0)
+        out = self.upscale_tensor(lr, **kw)
+        alpha = None
+        if pic.alpha is not None:  # alpha: bicubic, on its own (no invented detail in a mask)
+            a = torch.from_numpy(pic.alpha).view(1, 1, *pic.alpha.shape)
+            alpha = F.interpolate(a, size=out.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+            alpha = alpha[0, 0].numpy()
+        return replace(pic, pixels=out[0].permute(1, 2, 0).numpy(), alpha=alpha)
+
+    def up(self, image, realism: float = 0.5, realism_map=None, seed: int = 0, scale: float | None = None):
+        """Upscale a PIL image, a numpy array (uint8, uint16 or float in [0, 1]; HxW or HxWxC) or a
+        torch tensor (CxHxW or 1xCxHxW, float in [0, 1]); returns the same kind."""
+        rmap = _as_map(realism_map)
+        kw = {"realism": realism, "realism_map": rmap, "seed": seed, "scale": scale}
+        if isinstance(image, torch.Tensor):
+            batched = image.ndim == 4
+            x = image if batched else image.unsqueeze(0)
+            out = self.upscale_tensor(x, **kw).to(image.dtype)
+            return out if batched else out[0]
+        if isinstance(image, np.ndarray):
+            return _picture_to_array(self.upscale_picture(_array_to_picture(image), **kw), image)
+        from PIL import Image
+
+        if isinstance(image, Image.Image):
+            return _picture_to_pil(self.upscale_picture(_pil_to_picture(image), **kw), image)
+        if isinstance(image, (str, Path)):
+            return self.upscale_picture(read_image(image), **kw)
+        raise TypeError(f"cannot upscale a {type(image).__name__}; give a PIL image, numpy array or tensor")
+
+    __call__ = up
+
+
+# ---------------------------------------------------------------------------
+# conversions for the Python API
+
+
+def _as_map(m) -> torch.Tensor | None:
+    if m is None:
+        return None
+    if isinstance(m, torch.Tensor):
+        return m.float()
+    from PIL import Image
+
+    if isinstance(m, Image.Image):
+        m = np.asarray(m.convert("L"), dtype=np.float32) / 255
+    a = np.asarray(m)
+    if a.dtype == np.uint8:
+        a = a.astype(np.float32) / 255
+    elif a.dtype == np.uint16:
+        a = a.astype(np.float32) / 65535
+    if a.ndim == 3:
+        a = a.mean(-1)
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
+
+def _array_to_picture(a: np.ndarray) -> Picture:
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(f"expected an HxW or HxWxC array with C in 1-4, got shape {a.shape}")
+    if a.dtype == np.uint8:
+        f, bits = a.astype(np.float32) / 255, 8
+    elif a.dtype == np.uint16:
+        f, bits = a.astype(np.float32) / 65535, 16
+    elif np.issubdtype(a.dtype, np.floating):
+        f, bits = a.astype(np.float32), 8
+    else:
+        raise TypeError(f"unsupported array dtype {a.dtype}; use uint8, uint16 or float")
+    c = f.shape[-1]
+    if c in (2, 4):
+        return Picture(np.ascontiguousarray(f[..., :-1]), np.ascontiguousarray(f[..., -1]), bits)
+    return Picture(np.ascontiguousarray(f), None, bits)
+
+
+def _picture_to_array(pic: Picture, like: np.ndarray) -> np.ndarray:
+    f = pic.pixels if pic.alpha is None else np.concatenate([pic.pixels, pic.alpha[..., None]], -1)
+    if like.ndim == 2:
+        f = f[..., 0]
+    if like.dtype == np.uint8:
+        return (np.clip(f, 0, 1) * 255).round().astype(np.uint8)
+    if like.dtype == np.uint16:
+        return (np.clip(f, 0, 1) * 65535).round().astype(np.uint16)
+    return f.astype(like.dtype)
+
+
+def _pil_to_picture(im) -> Picture:
+    from snapsr.imageio import _pil_to_array, _split
+
+    arr, deep = _pil_to_array(im)
+    pixels, alpha = _split(arr, 65535.0 if deep else 255.0)
+    info = {"icc": im.info.get("icc_profile")}
+    return Picture(pixels, alpha, 16 if deep else 8, im.format, info["icc"])
+
+
+def _picture_to_pil(pic: Picture, like):
+    from PIL import Image
+
+    px = pic.pixels
+    if pic.bits == 16 and pic.grey and pic.alpha is None:
+        return Image.fromarray((np.clip(px[..., 0], 0, 1) * 65535).round().astype(np.uint16))
+    arr = px if pic.alpha is None else np.concatenate([px, pic.alpha[..., None]], -1)
+    arr = (np.clip(arr, 0, 1) * 255).round().astype(np.uint8)
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[-1]]
+    out = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr, mode=mode)
+    if pic.icc:
+        out.info["icc_profile"] = pic.icc
+    return out

@@ -1,0 +1,57 @@
+import torch
+
+from snapsr import tiling
+from snapsr.upscaler import Upscaler
+
+
+def test_position_noise_is_per_pixel_and_normal():
+    full = tiling.position_noise(5, 3, 0, 0, 64, 96)
+    part = tiling.position_noise(5, 3, 20, 30, 10, 12)
+    assert torch.equal(part, full[..., 20:30, 30:42])
+    assert not torch.equal(full, tiling.position_noise(6, 3, 0, 0, 64, 96))
+    big = tiling.position_noise(0, 3, 0, 0, 256, 256)
+    assert abs(big.mean()) < 0.02 and abs(big.std() - 1) < 0.02
+    assert abs(torch.corrcoef(torch.stack([big[0, 0].flatten(), big[0, 1].flatten()]))[0, 1]) < 0.02
+    assert tiling.position_noise(2**40 + 3, 1, 0, 0, 4, 4).shape == (1, 1, 4, 4)
+
+
+def test_tiles_cover_every_pixel():
+    for H, W, tile, ov in [(10, 25, 8, 4), (1, 1, 8, 4), (5, 300, 64, 16), (64, 64, 64, 16), (65, 64, 64, 16)]:
+        cover = torch.zeros(H, W)
+        for t in tiling.tiles(H, W, tile, ov):
+            assert t.h <= max(tile, 1) or tile <= 0
+            cover[t.y0 : t.y0 + t.h, t.x0 : t.x0 + t.w] += 1
+        assert (cover > 0).all()
+
+
+def test_blending_of_an_exact_function_is_exact():
+    lr = torch.rand(1, 3, 37, 53)
+    up = lambda x, t: x.repeat_interleave(2, -1).repeat_interleave(2, -2)  # noqa: E731
+    out = tiling.run_tiled(up, lr, 2, tile=16, overlap=6)
+    assert torch.allclose(out, up(lr, None), atol=1e-6)
+
+
+def test_tiled_matches_untiled_with_noise(tiny_weights):
+    lr = torch.rand(1, 3, 45, 70)
+    full = Upscaler.from_pretrained(tiny_weights, tile=1000).upscale_tensor(lr, realism=1.0, seed=3)
+    tiled_up = Upscaler.from_pretrained(tiny_weights, tile=24, tile_overlap=12)
+    seen = []
+    orig = tiled_up._sr_tile
+
+    def spy(x, t, r, s):
+        seen.append(x.shape)
+        return orig(x, t, r, s)
+
+    tiled_up._sr_tile = spy
+    tiled = tiled_up.upscale_tensor(lr, realism=1.0, seed=3)
+    assert len(seen) > 4 and all(s[-1] <= 24 and s[-2] <= 24 for s in seen)  # never the whole image at once
+    assert (tiled - full).abs().mean() < 2e-3 and (tiled - full).abs().max() < 0.05
+    other_seed = Upscaler.from_pretrained(tiny_weights, tile=1000).upscale_tensor(lr, realism=1.0, seed=4)
+    assert (other_seed - full).abs().mean() > 10 * (tiled - full).abs().mean()
+
+
+def test_any_size(tiny_weights):
+    up = Upscaler.from_pretrained(tiny_weights, tile=64, tile_overlap=16)
+    for h, w in [(1, 1), (3, 7), (2, 1500)]:
+        out = up.upscale_tensor(torch.rand(1, 3, h, w), realism=0.5)
+        assert out.shape == (1, 3, 4 * h, 4 * w) and torch.isfinite(out).all()

@@ -1,0 +1,105 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from snapsr import Upscaler
+from snapsr.metrics import psnr
+
+from .conftest import smooth_image
+
+
+def test_api_kinds_round_trip(tiny_weights):
+    up = Upscaler.from_pretrained(tiny_weights)
+    assert up.scale == 4 and up.steps == 2
+    rgb = smooth_image(12, 10, 0)
+    out = up.up(Image.fromarray(rgb))
+    assert isinstance(out, Image.Image) and out.size == (40, 48) and out.mode == "RGB"
+    assert up.up(Image.fromarray(rgb[..., 0])).mode == "L"
+    rgba = up.up(Image.fromarray(np.dstack([rgb, np.full((12, 10), 128, np.uint8)])))
+    assert rgba.mode == "RGBA" and abs(np.asarray(rgba)[..., 3].astype(int) - 128).max() <= 1
+    a8 = up.up(rgb)
+    assert a8.dtype == np.uint8 and a8.shape == (48, 40, 3)
+    a16 = up.up(rgb.astype(np.uint16) * 257)
+    assert a16.dtype == np.uint16 and a16.shape == (48, 40, 3)
+    assert np.abs(a16.astype(np.int64) // 257 - a8).max() <= 2
+    f = up.up(rgb.astype(np.float32) / 255)
+    assert f.dtype == np.float32 and 0 <= f.min() and f.max() <= 1
+    grey = up.up(rgb[..., 0])
+    assert grey.shape == (48, 40)
+    t = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
+    tt = up.up(t)
+    assert isinstance(tt, torch.Tensor) and tt.shape == (3, 48, 40)
+    assert torch.allclose(tt, torch.from_numpy(f).permute(2, 0, 1), atol=1e-5)
+    assert up.up(t.unsqueeze(0)).shape == (1, 3, 48, 40)
+    with pytest.raises(TypeError):
+        up.up([1, 2, 3])
+    with pytest.raises(ValueError):
+        up.up(t, realism=1.5)
+
+
+def test_realism_dial_and_map(tiny_weights):
+    up = Upscaler.from_pretrained(tiny_weights, steps=3)
+    x = torch.rand(1, 3, 16, 16)
+    r0, r1 = up.upscale_tensor(x, realism=0.0), up.upscale_tensor(x, realism=1.0)
+    assert (r0 - r1).abs().mean() > 1e-3
+    half = up.upscale_tensor(x, realism=0.5)
+    inside = (r0 > 0.01) & (r0 < 0.99) & (r1 > 0.01) & (r1 < 0.99)  # where clamping did not act
+    assert inside.float().mean() > 0.5
+    assert torch.allclose(half[inside], ((r0 + r1) / 2)[inside], atol=1e-4)
+    m = torch.zeros(64, 64)
+    m[:, 32:] = 1.0
+    mixed = up.upscale_tensor(x, realism_map=m)
+    assert torch.allclose(mixed[..., :, :28], r0[..., :, :28], atol=1e-4)
+    assert torch.allclose(mixed[..., :, 36:], r1[..., :, 36:], atol=1e-4)
+    # the same seed gives the same output; another seed another one
+    assert torch.equal(up.upscale_tensor(x, realism=1.0, seed=1), up.upscale_tensor(x, realism=1.0, seed=1))
+    assert not torch.equal(up.upscale_tensor(x, realism=1.0, seed=1), up.upscale_tensor(x, realism=1.0, seed=2))
+
+
+def test_float_scale_and_colorfix(tiny_weights):
+    up = Upscaler.from_pretrained(tiny_weights)
+    x = torch.rand(1, 3, 10, 20)
+    assert up.upscale_tensor(x, scale=2.5).shape == (1, 3, 25, 50)
+    assert up.upscale_tensor(x, scale=8).shape == (1, 3, 80, 160)
+    for cf in ("wavelet", "adain"):
+        out = up.with_options(colorfix=cf).upscale_tensor(x)
+        assert out.shape == (1, 3, 40, 80) and 0 <= out.min() and out.max() <= 1
+    ref = up.model.condition(x)
+    fixed = up.with_options(colorfix="adain").upscale_tensor(x)
+    assert (fixed.mean((-2, -1)) - ref.mean((-2, -1))).abs().max() < 0.02
+
+
+def test_bf16_close_to_fp32(tiny_weights):
+    x = torch.from_numpy(smooth_image(32, 32, 4)).permute(2, 0, 1).unsqueeze(0).float() / 255
+    a = Upscaler.from_pretrained(tiny_weights, dtype="fp32").upscale_tensor(x, realism=0.5)
+    b = Upscaler.from_pretrained(tiny_weights, dtype="bf16").upscale_tensor(x, realism=0.5)
+    to8 = lambda t: (t[0].permute(1, 2, 0).numpy() * 255).round()  # noqa: E731
+    assert psnr(to8(b), to8(a)) > 38
+
+
+def test_import_touches_neither_cuda_nor_network():
+    code = (
+        "import socket\n"
+        "def no(*a, **k): raise RuntimeError('network touched')\n"
+        "socket.socket.connect = no; socket.create_connection = no\n"
+        "import snapsr\n"
+        "from snapsr import Upscaler\n"
+        "import torch\n"
+        "assert not torch.cuda.is_initialized()\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr
+
+
+def test_bad_weights_are_clear_errors(tmp_path, tiny_weights):
+    with pytest.raises(FileNotFoundError, match="no bundled weights named"):
+        Upscaler.from_pretrained("no-such-model")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        Upscaler.from_pretrained(tmp_path / "missing.safetensors")
+    with pytest.raises(ValueError, match="fp16"):
+        Upscaler.from_pretrained(tiny_weights, dtype="fp16", device="cpu")
