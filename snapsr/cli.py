@@ -330,5 +330,44 @@ def models(as_json):
                 click.echo(f"  {key}: {json.dumps(value) if isinstance(value, dict) else value}")
 
 
+# ---------------------------------------------------------------------------
+# bench
+
+
+@main.command()
+@click.option("--weights", default=None, help="A bundled model name or a .safetensors path (default: bundled).")
+@click.option("--lr-size", default="128x128", show_default=True, help="WxH of the LR test image.")
+@click.option("--repeats", default=5, show_default=True, type=int)
+@click.option("--steps", type=int, default=None, help="Sampling steps (default: the model card's).")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
+@click.option("--dtype", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]))
+@click.option("--tile", default=0, show_default=True, type=int)
+@click.option("--no-baselines", is_flag=True, help="Skip bicubic and Real-ESRGAN.")
+@click.option("--memory", is_flag=True, help="Also measure peak RSS for a 3000x2000 output with automatic tiling.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the results here.")
+def bench(weights, lr_size, repeats, steps, device, dtype, tile, no_baselines, memory, json_path):
+    """Seconds per LR megapixel (median after warm-up) beside bicubic and Real-ESRGAN x4plus."""
+    from snapsr import bench as bench_mod
+    from snapsr.upscaler import Upscaler
+
+    try:
+        w, h = (int(v) for v in lr_size.lower().split("x"))
+    except ValueError as e:
+        raise click.BadParameter("use WxH, e.g. 128x128", param_hint="--lr-size") from e
+    up = Upscaler.from_pretrained(weights, device=device, dtype=dtype, steps=steps, tile=tile)
+    rows = bench_mod.speed(up, (h, w), repeats, baselines=not no_baselines)
+    click.echo(bench_mod.format_rows(rows))
+    result = {"speed": rows, "torch_threads": __import__("torch").get_num_threads()}
+    if memory:
+        mem = bench_mod.peak_memory_mb(weights, extra_args=["--dtype", dtype, "--device", device])
+        click.echo(
+            f"peak RSS for a {mem['output']} output (automatic tiling): {mem['peak_rss_mb']:.0f} MB "
+            f"in {mem['seconds']:.1f} s"
+        )
+        result["memory"] = mem
+    if json_path:
+        bench_mod.dump(result, json_path)
+
+
 if __name__ == "__main__":
     main()

