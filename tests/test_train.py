@@ -153,3 +153,23 @@ def test_warmup_cosine_schedule():
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
     assert f(10) == pytest.approx(1.0) and f(110) == pytest.approx(0.01)
     assert all(f(k) >= f(k + 1) for k in range(10, 110))
+
+
+def test_torchrun_two_processes(photo_dir, tmp_path):
+    """The same command under torchrun: DDP on gloo, rank 0 writes the checkpoint."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+           "-m", "snapsr", "train", "teacher", "--device", "cpu",
+           f"data.train_dir={photo_dir}", "data.val_dir=", "data.crop=32", "flow.backbone=lrnet_t",
+           "train.steps=3", "train.batch_size=2", "train.precision=fp32", "train.ckpt_every=100",
+           f"train.out_dir={out}", "train.log_every=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = checkpoint.load(out / "checkpoint.pt")
+    assert state["step"] == 3
+    lines = (out / "log.jsonl").read_text().splitlines()
+    assert len(lines) == 3  # rank 0 logs; rank 1 does not
