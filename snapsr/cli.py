@@ -106,51 +106,48 @@ def degrade(hr_dir, output, scale, seed, mode, max_size):
 @click.option("--sr", "sr_dir", type=click.Path(exists=True, file_okay=False), help="Score existing outputs.")
 @click.option("--hr", "hr_dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--lr", "lr_dir", type=click.Path(exists=True, file_okay=False), help="Run --weights on these.")
-@click.option("--weights", help="A .safetensors file to run on --lr.")
-@click.option("--steps", default="1", show_default=True, help="Comma list of sampling step counts.")
+@click.option("--weights", help="A bundled name or .safetensors file to run on --lr (bicubic is always scored).")
+@click.option("--steps", default=None, help="Comma list of sampling step counts (default: the card's).")
 @click.option("--sampler", default="euler", show_default=True, help="Comma list: euler, heun.")
+@click.option("--realism", default="1", show_default=True, help="Comma list of dial values.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--scale", default=4, show_default=True, type=int, help="For bicubic when no weights are given.")
+@click.option("--scale", default=4, show_default=True, type=int, help="When no weights are given.")
 @click.option("--crop-border", default=None, type=int, help="Default: the scale.")
-@click.option("--dtype", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16"]))
+@click.option("--dtype", default="fp32", show_default=True, type=click.Choice(["auto", "fp32", "bf16"]))
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
-def eval_cmd(sr_dir, hr_dir, lr_dir, weights, steps, sampler, seed, scale, crop_border, dtype, out_path):
-    """PSNR/SSIM (RGB and Y) against HR, with bicubic alongside."""
-    import torch
-
+def eval_cmd(sr_dir, hr_dir, lr_dir, weights, steps, sampler, realism, seed, scale, crop_border, dtype, out_path):
+    """PSNR/SSIM (RGB and Y, BasicSR conventions) and the high-frequency energy ratio, beside bicubic."""
     from snapsr import evaluate
-    from snapsr.data import stream_seed
     from snapsr.flow import upsample
 
     results = []
     if sr_dir:
-        results.append(evaluate.score_dirs(Path(sr_dir), Path(hr_dir), crop_border or scale, "sr"))
+        results.append(evaluate.score_dirs(Path(sr_dir), Path(hr_dir), crop_border or scale, scale, "sr"))
     if lr_dir:
-        model = None
+        up = None
         if weights:
-            from snapsr.weights import load_flow
+            from snapsr.upscaler import Upscaler
 
-            model, _card = load_flow(weights)
-            scale = model.cfg.scale
+            up = Upscaler.from_pretrained(weights, device="cpu", dtype=dtype)
+            scale = up.scale
         cb = scale if crop_border is None else crop_border
         results.append(
             evaluate.score_model(
-                lambda lr, name: upsample(lr, scale).clamp(0, 1), Path(lr_dir), Path(hr_dir), cb, "bicubic"
+                lambda lr, name: upsample(lr, scale).clamp(0, 1), Path(lr_dir), Path(hr_dir), cb, scale, "bicubic"
             )
         )
-        if model is not None:
-            amp = (
-                torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else torch.autocast("cpu", enabled=False)
-            )
+        if up is not None:
+            step_list = [int(v) for v in steps.split(",")] if steps else [up.steps]
             for smp in sampler.split(","):
-                for n in (int(s) for s in steps.split(",")):
+                for n in step_list:
+                    for r in (float(v) for v in realism.split(",")):
+                        u = up.with_options(steps=n, sampler=smp)
 
-                    def run(lr, name, n=n, smp=smp):
-                        g = torch.Generator().manual_seed(stream_seed("eval", seed, name))
-                        with amp:
-                            return model.sample(lr, steps=n, sampler=smp, generator=g).float().clamp(0, 1)
+                        def run(lr, name, u=u, r=r):
+                            return u.upscale_tensor(lr, realism=r, seed=seed)
 
-                    results.append(evaluate.score_model(run, Path(lr_dir), Path(hr_dir), cb, f"{smp} x{n}"))
+                        label = f"{smp} {n} step{'s' * (n > 1)}, realism {r:g}"
+                        results.append(evaluate.score_model(run, Path(lr_dir), Path(hr_dir), cb, scale, label))
     if not results:
         raise click.UsageError("give --sr DIR, or --lr DIR (with --weights to run a model)")
     click.echo(evaluate.format_table(results))

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from snapsr.imageio import ImageReadError, list_files, read_rgb, to_tensor
-from snapsr.metrics import psnr, ssim, to_uint8_hwc
+from snapsr.metrics import hf_energy_ratio, psnr, ssim, to_uint8_hwc
 
 
 @dataclass
@@ -23,12 +23,13 @@ class Scores:
         return {k: float(np.mean([v[k] for v in self.per_image.values()])) for k in keys}
 
 
-def full_reference(sr: np.ndarray, hr: np.ndarray, crop_border: int) -> dict[str, float]:
+def full_reference(sr: np.ndarray, hr: np.ndarray, crop_border: int, scale: int) -> dict[str, float]:
     return {
         "psnr_y": psnr(sr, hr, crop_border, test_y=True),
         "ssim_y": ssim(sr, hr, crop_border, test_y=True),
         "psnr_rgb": psnr(sr, hr, crop_border),
         "ssim_rgb": ssim(sr, hr, crop_border),
+        "hf_ratio": hf_energy_ratio(sr, hr, scale),
     }
 
 
@@ -47,11 +48,11 @@ def pair_by_stem(a_dir: Path, b_dir: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def score_dirs(sr_dir: Path, hr_dir: Path, crop_border: int, method: str = "sr") -> Scores:
+def score_dirs(sr_dir: Path, hr_dir: Path, crop_border: int, scale: int, method: str = "sr") -> Scores:
     out = Scores(method)
     for sr_p, hr_p in pair_by_stem(sr_dir, hr_dir):
         try:
-            out.per_image[hr_p.stem] = full_reference(read_rgb(sr_p), read_rgb(hr_p), crop_border)
+            out.per_image[hr_p.stem] = full_reference(read_rgb(sr_p), read_rgb(hr_p), crop_border, scale)
         except (ImageReadError, ValueError) as e:
             print(f"skipping {sr_p}: {e}", file=sys.stderr)
     return out
@@ -63,6 +64,7 @@ def score_model(
     lr_dir: Path,
     hr_dir: Path,
     crop_border: int,
+    scale: int,
     method: str,
 ) -> Scores:
     out = Scores(method)
@@ -72,16 +74,20 @@ def score_model(
         sr = to_uint8_hwc(run(lr, lr_p.stem)[0])
         if sr.shape != hr.shape:
             raise ValueError(f"{lr_p}: SR size {sr.shape} differs from HR size {hr.shape}")
-        out.per_image[hr_p.stem] = full_reference(sr, hr, crop_border)
+        out.per_image[hr_p.stem] = full_reference(sr, hr, crop_border, scale)
     return out
 
 
-def format_table(results: list[Scores], keys=("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")) -> str:
+def format_table(results: list[Scores], keys=("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "hf_ratio")) -> str:
     """A Markdown table of the mean scores, one row per method."""
     lines = ["| method | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
     for r in results:
         m = r.mean()
         lines.append(
-            f"| {r.method} | " + " | ".join(f"{m[k]:.4f}" if "ssim" in k else f"{m[k]:.2f}" for k in keys) + " |"
+            f"| {r.method} | "
+            + " | ".join(
+                f"{m[k]:.4f}" if "ssim" in k else f"{m[k]:.3f}" if k == "hf_ratio" else f"{m[k]:.2f}" for k in keys
+            )
+            + " |"
         )
     return "\n".join(lines)

@@ -10,8 +10,22 @@ from snapsr.cli import main
 
 def test_bench_prints_table_and_json(tiny_weights, tmp_path):
     out = tmp_path / "b.json"
-    res = CliRunner().invoke(main, ["bench", "--weights", str(tiny_weights), "--lr-size", "16x12", "--repeats", "1",
-                                    "--dtype", "fp32", "--json", str(out)])
+    res = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            "--weights",
+            str(tiny_weights),
+            "--lr-size",
+            "16x12",
+            "--repeats",
+            "1",
+            "--dtype",
+            "fp32",
+            "--json",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "| method |" in res.output and "s per LR MP" in res.output and "bicubic" in res.output
     rows = json.loads(out.read_text())["speed"]

@@ -161,11 +161,31 @@ def test_torchrun_two_processes(photo_dir, tmp_path):
     import sys
 
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
-           "-m", "snapsr", "train", "teacher", "--device", "cpu",
-           f"data.train_dir={photo_dir}", "data.val_dir=", "data.crop=32", "flow.backbone=lrnet_t",
-           "train.steps=3", "train.batch_size=2", "train.precision=fp32", "train.ckpt_every=100",
-           f"train.out_dir={out}", "train.log_every=1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29531",
+        "-m",
+        "snapsr",
+        "train",
+        "teacher",
+        "--device",
+        "cpu",
+        f"data.train_dir={photo_dir}",
+        "data.val_dir=",
+        "data.crop=32",
+        "flow.backbone=lrnet_t",
+        "train.steps=3",
+        "train.batch_size=2",
+        "train.precision=fp32",
+        "train.ckpt_every=100",
+        f"train.out_dir={out}",
+        "train.log_every=1",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,0 +1,66 @@
+import json
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+from PIL import Image
+
+from snapsr.cli import main
+from snapsr.metrics import hf_energy_ratio, psnr, ssim
+
+from .conftest import smooth_image
+
+
+def test_psnr_ssim_basics():
+    a = smooth_image(40, 48, 0)
+    assert psnr(a, a) == float("inf") and abs(ssim(a, a) - 1) < 1e-12
+    b = np.clip(a.astype(int) + 4, 0, 255).astype(np.uint8)
+    assert 30 < psnr(b, a) < 37 and ssim(b, a) < 1
+    # Y-channel PSNR: BT.601 luma on [16, 235] shrinks errors by 219/255
+    assert psnr(b, a, test_y=True) > psnr(b, a)
+
+
+def test_hf_ratio_bicubic_about_zero_hr_one():
+    hr = smooth_image(128, 128, 3)
+    hr = np.clip(hr.astype(float) + np.random.default_rng(0).normal(0, 12, hr.shape), 0, 255).astype(np.uint8)
+    t = torch.from_numpy(hr).permute(2, 0, 1)[None].float() / 255
+    bic = F.interpolate(
+        F.interpolate(t, scale_factor=0.25, mode="bicubic", antialias=True), scale_factor=4, mode="bicubic"
+    ).clamp(0, 1)
+    b = (bic[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    assert hf_energy_ratio(hr, hr, 4) == 1.0
+    assert hf_energy_ratio(b, hr, 4) < 0.1
+
+
+def test_eval_cli_with_model(tmp_path, tiny_weights):
+    (tmp_path / "hr").mkdir()
+    (tmp_path / "lr").mkdir()
+    for i in range(2):
+        img = smooth_image(32, 40, i)
+        Image.fromarray(img).save(tmp_path / "hr" / f"im{i}.png")
+        Image.fromarray(img).resize((10, 8), Image.Resampling.BICUBIC).save(tmp_path / "lr" / f"im{i}.png")
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--lr",
+            str(tmp_path / "lr"),
+            "--hr",
+            str(tmp_path / "hr"),
+            "--weights",
+            str(tiny_weights),
+            "--steps",
+            "1,2",
+            "--realism",
+            "0,1",
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert "bicubic" in data and "euler 2 steps, realism 1" in data and len(data) == 5
+    assert set(data["bicubic"]["per_image"]) == {"im0", "im1"}
+    assert "| bicubic |" in res.output
