@@ -48,6 +48,32 @@ def train_teacher_cmd(config_path, resume, dry_run, device, overrides):
         sys.exit(130)
 
 
+@train.command("distill")
+@click.option("--recipe", default="oftsr", show_default=True, type=click.Choice(["oftsr"]))
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="TOML or JSON config.")
+@click.option("--resume", is_flag=True, help="Continue from OUT_DIR/checkpoint.pt if it exists.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
+@click.argument("overrides", nargs=-1)
+def train_distill_cmd(recipe, config_path, resume, dry_run, device, overrides):
+    """Distil a one-step student from a teacher (teacher=PATH in the config or as an override)."""
+    from snapsr.config import load, to_dict
+    from snapsr.train.distill import DistillRunConfig
+
+    try:
+        cfg = load(DistillRunConfig, config_path, (f"recipe={recipe}", *overrides))
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    if dry_run:
+        click.echo(json.dumps(to_dict(cfg), indent=2))
+        return
+    from snapsr.train.distill import train_distill
+
+    res = train_distill(cfg, resume=resume, device=device)
+    if res.stopped_by_signal:
+        sys.exit(130)
+
+
 # ---------------------------------------------------------------------------
 # degrade
 
@@ -364,6 +390,37 @@ def bench(weights, lr_size, repeats, steps, device, dtype, tile, no_baselines, m
         result["memory"] = mem
     if json_path:
         bench_mod.dump(result, json_path)
+
+
+# ---------------------------------------------------------------------------
+# export
+
+
+@main.command()
+@click.argument("weights_in", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .safetensors to write.")
+@click.option("--metrics", type=click.Path(exists=True, dir_okay=False), help="JSON from snapsr eval --out.")
+@click.option("--eval-command", default=None, help="The command that produced --metrics, for the card.")
+@click.option("--default-steps", type=int, default=None)
+@click.option("--name", default=None, help="Model name for the card (default: the output's stem).")
+def export(weights_in, output, metrics, eval_command, default_steps, name):
+    """Write WEIGHTS_IN (e.g. a run's ema.safetensors) as a shippable model with its card."""
+    from snapsr import weights as wmod
+
+    model, card = wmod.load_flow(weights_in)
+    card = dict(card)
+    card.pop("format", None)
+    card["name"] = name or Path(output).stem
+    card["parameters"] = sum(p.numel() for p in model.parameters())
+    if default_steps is not None:
+        card["default_steps"] = default_steps
+    if metrics:
+        data = json.loads(Path(metrics).read_text())
+        card["metrics"] = {k: {m: round(v, 4) for m, v in d["mean"].items()} for k, d in data.items()}
+        if eval_command:
+            card["metrics_command"] = eval_command
+    wmod.save(output, model, card)
+    click.echo(f"wrote {output} ({card['parameters']:,} parameters)")
 
 
 if __name__ == "__main__":

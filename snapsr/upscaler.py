@@ -5,7 +5,9 @@ goes to the device one overlapping tile at a time; noise is seeded per output
 pixel, so tiling does not change the result; greyscale, alpha and 16-bit depth
 come back as they went in. Defaults: CPU, and bf16 where the CPU has fast bf16.
 
-The realism dial of the flow teacher: one Euler step from ``x_0`` gives the
+The realism dial of a one-step student (OFTSR) is its time input: the output is
+``x_0 + v_phi(x_0, t)`` with ``t`` = realism, per pixel when a map is given. The dial
+of the flow teacher: one Euler step from ``x_0`` gives the
 posterior-mean estimate ``x_0 + v(x_0, 0)`` (highest PSNR, realism 0); the full
 ``steps``-step ODE sample is the realistic one (realism 1); values between blend
 the two, per pixel when a map is given. The mean is the first Euler step's
@@ -142,6 +144,8 @@ class Upscaler:
             r = realism
             if isinstance(r, torch.Tensor):
                 r = r[..., tile.y0 * s : (tile.y0 + tile.h) * s, tile.x0 * s : (tile.x0 + tile.w) * s].to(dev)
+            if self.card.get("kind") == "student":  # OFTSR: one step, and t is the dial
+                return (x_0 + m.velocity(x_0, r if isinstance(r, torch.Tensor) else float(r), cond)).float().cpu()
             if self.steps == 1 or (not isinstance(r, torch.Tensor) and r == 0):
                 return (x_0 + m.velocity(x_0, 0.0, cond).float()).float().cpu()
             mean = {}

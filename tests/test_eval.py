@@ -64,3 +64,31 @@ def test_eval_cli_with_model(tmp_path, tiny_weights):
     assert "bicubic" in data and "euler 2 steps, realism 1" in data and len(data) == 5
     assert set(data["bicubic"]["per_image"]) == {"im0", "im1"}
     assert "| bicubic |" in res.output
+
+
+def test_export_writes_card_with_metrics(tmp_path, tiny_weights):
+    metrics = tmp_path / "m.json"
+    metrics.write_text(json.dumps({"bicubic": {"mean": {"psnr_y": 25.123456}, "per_image": {}}}))
+    out = tmp_path / "shipped.safetensors"
+    res = CliRunner().invoke(
+        main,
+        [
+            "export",
+            str(tiny_weights),
+            "-o",
+            str(out),
+            "--metrics",
+            str(metrics),
+            "--eval-command",
+            "snapsr eval ...",
+            "--default-steps",
+            "3",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    from snapsr.weights import load_flow
+
+    model, card = load_flow(out)
+    assert card["metrics"] == {"bicubic": {"psnr_y": 25.1235}} and card["default_steps"] == 3
+    assert card["name"] == "shipped" and card["parameters"] == sum(p.numel() for p in model.parameters())
+    assert card["metrics_command"] == "snapsr eval ..."

@@ -120,7 +120,7 @@ def test_stop_flag_catches_sigterm():
 
 def test_signal_during_training_checkpoints(photo_dir, tmp_path, monkeypatch):
     # a SIGINT arriving mid-run: the loop finishes the step, checkpoints and returns
-    from snapsr.train import teacher as teacher_mod
+    from snapsr.train import loop as teacher_mod
 
     real = teacher_mod.degrade
     calls = {"n": 0}

@@ -1,0 +1,149 @@
+"""OFTSR trajectory distillation: a one-step student whose time input is the realism dial.
+
+The student ``v_phi(x_0, t)`` is the *average* velocity of the teacher's ODE from 0 to t,
+so ``x_0 + t v_phi(x_0, t)`` lies on the teacher's trajectory (OFTSR sec. 3.2). At
+inference the output is ``x_0 + v_phi(x_0, t)``: t -> 0 extrapolates the teacher's first
+velocity (the posterior mean: faithful), t -> 1 lands on the ODE's end (realistic).
+
+Losses, each weighted in ``OFTSRConfig`` (defaults after OFTSR's DIV2K configuration):
+  bootstrap  ``|| v_phi(x_0, s) - SG[v_phi(x_0, t) + (s - t)/s (v_psi~ - v_phi(x_0, t))] ||``
+             with ``x_t = x_0 + t SG[v_phi(x_0, t)]``, ``s = t + dt`` and ``v_psi~`` the
+             teacher's RK2 velocity over [t, s] from x_t (OFTSR eq. 9);
+  boundary   ``|| v_phi(x_0, t_min) - v_psi(x_0, 0) ||`` (the average over a vanishing
+             interval is the teacher's velocity at x_0);
+  alignment  ``(1 - t)^2 || v_phi(x_0, t) - v_psi(x_t, t) ||``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from snapsr import weights
+from snapsr.config import DataConfig, TrainConfig, to_dict
+from snapsr.degrade import DegradeConfig
+from snapsr.flow import FlowSR
+from snapsr.path import expand_t
+from snapsr.train.loop import Recipe, RunResult, run
+
+
+@dataclass(frozen=True)
+class OFTSRConfig:
+    t_min: float = 0.01
+    t_max: float = 0.99
+    dt: float = 0.05  # s = t + dt
+    teacher_solver: str = "rk2"  # rk2 | euler
+    rk2_r: float = 0.5  # where RK2 evaluates its second velocity: 0.5 midpoint, 1.0 Heun
+    w_bootstrap: float = 1.0
+    w_boundary: float = 0.1
+    w_align: float = 0.01
+    loss: str = "l1"  # l1 | l2
+
+
+@dataclass(frozen=True)
+class DistillRunConfig:
+    teacher: str = "runs/teacher_s/ema.safetensors"  # the student starts as a copy of it
+    recipe: str = "oftsr"
+    oftsr: OFTSRConfig = field(default_factory=OFTSRConfig)
+    degrade: DegradeConfig = field(default_factory=DegradeConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(out_dir="runs/oftsr_s", lr=1e-5, warmup=100, val_steps=(1,))
+    )
+
+
+def one_step(student: FlowSR, x_0: torch.Tensor, cond: torch.Tensor, t) -> torch.Tensor:
+    """The student's output ``x_0 + v_phi(x_0, t)``; ``t`` may be a per-pixel map (the dial)."""
+    return x_0 + student.velocity(x_0, t, cond)
+
+
+class OFTSRLoss(nn.Module):
+    def __init__(self, student: FlowSR, teacher: FlowSR, cfg: OFTSRConfig):
+        super().__init__()
+        if cfg.teacher_solver not in ("rk2", "euler"):
+            raise ValueError(f"teacher_solver must be rk2 or euler, got {cfg.teacher_solver!r}")
+        self.student, self.cfg = student, cfg
+        self.teacher = teacher.eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def teacher_velocity(self, x_t: torch.Tensor, t: torch.Tensor, s: torch.Tensor, cond: torch.Tensor):
+        """The teacher's average velocity over [t, s] from x_t by one Euler or RK2 step."""
+        v1 = self.teacher.velocity(x_t, t, cond).float()
+        if self.cfg.teacher_solver == "euler":
+            return v1, v1
+        r = self.cfg.rk2_r
+        h = expand_t(s - t, x_t)
+        v2 = self.teacher.velocity(x_t + r * h * v1, t + r * (s - t), cond).float()
+        return v1, (1 - 1 / (2 * r)) * v1 + 1 / (2 * r) * v2
+
+    def bootstrap_target(self, v_t: torch.Tensor, v_teacher: torch.Tensor, t: torch.Tensor, s: torch.Tensor):
+        """``v_phi(t) + (s - t)/s (v_psi~ - v_phi(t))``: the average velocity over [0, s] (OFTSR eq. 9)."""
+        w = expand_t((s - t) / s, v_t)
+        return v_t + w * (v_teacher - v_t)
+
+    def _dist(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(a, b, reduction="none") if self.cfg.loss == "l1" else F.mse_loss(a, b, reduction="none")
+
+    def forward(self, lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        c = self.cfg
+        st = self.student
+        cond = st.condition(lr)
+        B = lr.shape[0]
+        eps = torch.randn(hr.shape, generator=generator).to(hr)
+        x_0 = st.start(cond, eps)
+        t = (c.t_min + (c.t_max - c.t_min) * torch.rand(B, generator=generator)).to(hr)
+        s = (t + c.dt).clamp(max=1.0)
+        t_min = torch.full_like(t, c.t_min)
+        # One student pass for the three times (t, s, t_min): a batch of 3B.
+        v = st.velocity(x_0.repeat(3, 1, 1, 1), torch.cat([t, s, t_min]), cond.repeat(3, 1, 1, 1)).float()
+        v_t, v_s, v_tmin = v.chunk(3)
+        with torch.no_grad():
+            x_t = x_0 + expand_t(t, x_0) * v_t.detach()  # the student's implied state at t
+            v_psi_t, v_psi_bar = self.teacher_velocity(x_t, t, s, cond)
+            target = self.bootstrap_target(v_t.detach(), v_psi_bar, t, s)
+            v_psi_0 = self.teacher.velocity(x_0, torch.zeros_like(t), cond).float()
+        l_boot = self._dist(v_s, target).mean()
+        l_bound = self._dist(v_tmin, v_psi_0).mean()
+        l_align = (expand_t((1 - t) ** 2, v_t) * self._dist(v_t, v_psi_t)).mean()
+        return c.w_bootstrap * l_boot + c.w_boundary * l_bound + c.w_align * l_align
+
+
+def build_oftsr(cfg: DistillRunConfig, device: torch.device) -> Recipe:
+    teacher, t_card = weights.load_flow(cfg.teacher, device)
+    student = FlowSR(teacher.cfg).to(device)
+    student.load_state_dict(teacher.state_dict())
+
+    def card(step: int) -> dict:
+        return weights.flow_card(
+            teacher.cfg,
+            kind="student",
+            recipe="OFTSR trajectory distillation",
+            oftsr=to_dict(cfg.oftsr),
+            teacher=t_card.get("name", cfg.teacher),
+            steps_trained=step,
+            degradation=cfg.degrade.mode,
+            train_data=cfg.data.train_dir,
+            crop=cfg.data.crop,
+            batch_size=cfg.train.batch_size,
+            default_steps=1,
+        )
+
+    def at(t: float):
+        def predict(model: FlowSR, lr: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+            cond = model.condition(lr)
+            return one_step(model, model.start(cond, eps), cond, t)
+
+        return predict
+
+    predictors = {"t0": at(0.0), "t0.5": at(0.5), "t1": at(1.0)}
+    loss = OFTSRLoss(student, teacher, cfg.oftsr)
+    return Recipe(model=student, loss=loss, predictors=predictors, card=card, scale=teacher.cfg.scale)
+
+
+def train_distill(cfg: DistillRunConfig, **kw) -> RunResult:
+    if cfg.recipe != "oftsr":
+        raise ValueError(f"unknown distillation recipe {cfg.recipe!r}; available: oftsr")
+    return run(cfg, build_oftsr, **kw)

@@ -1,0 +1,100 @@
+import dataclasses
+
+import torch
+
+from snapsr import checkpoint, weights
+from snapsr.config import DataConfig, FlowConfig, TrainConfig
+from snapsr.flow import FlowSR
+from snapsr.train.distill import DistillRunConfig, OFTSRConfig, OFTSRLoss, one_step, train_distill
+from snapsr.upscaler import Upscaler
+
+
+def perturbed(cfg: FlowConfig, seed: int) -> FlowSR:
+    torch.manual_seed(seed)
+    m = FlowSR(cfg)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return m
+
+
+def test_bootstrap_target_is_the_teachers_euler_step():
+    cfg = FlowConfig(scale=2, backbone="lrnet_t")
+    student, teacher = perturbed(cfg, 0), perturbed(cfg, 1)
+    loss = OFTSRLoss(student, teacher, OFTSRConfig(teacher_solver="euler"))
+    cond, x_0 = torch.rand(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+    t, s = torch.tensor([0.3, 0.6]), torch.tensor([0.35, 0.65])
+    with torch.no_grad():
+        v_t = student.velocity(x_0, t, cond)
+        x_t = x_0 + t.view(-1, 1, 1, 1) * v_t
+        v_psi, v_bar = loss.teacher_velocity(x_t, t, s, cond)
+        target = loss.bootstrap_target(v_t, v_bar, t, s)
+    # the state the target implies at s is the teacher's Euler step from the student's state at t
+    implied = x_0 + s.view(-1, 1, 1, 1) * target
+    assert torch.allclose(implied, x_t + (s - t).view(-1, 1, 1, 1) * v_psi, atol=1e-5)
+    # and with student == teacher at t = 0 the implied state is the teacher's first Euler step
+    same = OFTSRLoss(teacher, teacher, OFTSRConfig(teacher_solver="euler"))
+    z = torch.zeros(2)
+    with torch.no_grad():
+        v0 = teacher.velocity(x_0, z, cond)
+        tgt = same.bootstrap_target(v0, same.teacher_velocity(x_0, z, s, cond)[1], z, s)
+    assert torch.allclose(x_0 + s.view(-1, 1, 1, 1) * tgt, x_0 + s.view(-1, 1, 1, 1) * v0, atol=1e-5)
+
+
+def test_rk2_midpoint_and_loss_gradients():
+    cfg = FlowConfig(scale=2, backbone="lrnet_t")
+    student, teacher = perturbed(cfg, 0), perturbed(cfg, 1)
+    loss = OFTSRLoss(student, teacher, OFTSRConfig())
+    x, cond = torch.randn(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
+    t, s = torch.tensor([0.2]), torch.tensor([0.4])
+    _, v_bar = loss.teacher_velocity(x, t, s, cond)
+    v1 = teacher.velocity(x, t, cond)
+    assert torch.allclose(v_bar, teacher.velocity(x + 0.1 * v1, torch.tensor([0.3]), cond), atol=1e-5)
+    value = loss(torch.rand(2, 3, 4, 4), torch.rand(2, 3, 8, 8), torch.Generator().manual_seed(0))
+    value.backward()
+    assert value.item() > 0
+    assert all(p.grad is None for p in teacher.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+
+
+def test_distill_smoke_run_resume_and_upscale(photo_dir, tmp_path):
+    fcfg = FlowConfig(scale=4, backbone="lrnet_t")
+    teacher_path = weights.save(tmp_path / "t.safetensors", perturbed(fcfg, 2), weights.flow_card(fcfg, kind="teacher"))
+    cfg = DistillRunConfig(
+        teacher=str(teacher_path),
+        data=DataConfig(train_dir=str(photo_dir), val_dir=str(photo_dir), crop=32, val_crop=32, val_images=1),
+        train=TrainConfig(
+            out_dir=str(tmp_path / "d"),
+            steps=4,
+            batch_size=2,
+            lr=1e-3,
+            warmup=1,
+            precision="fp32",
+            ckpt_every=2,
+            val_every=4,
+            val_steps=(1,),
+        ),
+    )
+    full = train_distill(
+        dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, out_dir=str(tmp_path / "f"))), progress=False
+    )
+    train_distill(cfg, progress=False, stop_at=2)
+    rest = train_distill(cfg, resume=True, progress=False)
+    assert rest.losses[4] == full.losses[4] and checkpoint.load(tmp_path / "d" / "checkpoint.pt")["step"] == 4
+    assert (tmp_path / "d" / "val_0000004.png").is_file()
+    up = Upscaler.from_pretrained(tmp_path / "d" / "ema.safetensors")
+    assert up.card["kind"] == "student"
+    x = torch.rand(1, 3, 8, 8)
+    a, b = up.upscale_tensor(x, realism=0.0), up.upscale_tensor(x, realism=1.0)
+    assert a.shape == (1, 3, 32, 32) and (a - b).abs().mean() > 0
+    m = torch.zeros(32, 32)
+    m[:, 16:] = 1
+    mixed = up.upscale_tensor(x, realism_map=m)
+    # the student's one step: output = x_0 + v(x_0, t) with t per pixel
+    model = up.model
+    cond = model.condition(x)
+    from snapsr.tiling import position_noise
+
+    x_0 = model.start(cond, position_noise(0, 3, 0, 0, 32, 32))
+    ref = one_step(model, x_0, cond, m.view(1, 1, 32, 32)).clamp(0, 1)
+    assert torch.allclose(mixed, ref, atol=1e-5)
