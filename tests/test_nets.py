@@ -31,13 +31,14 @@ def test_backbone_time_forms_agree_and_matter(name):
     a = net(x, 0.4, cond)
     b = net(x, torch.full((2,), 0.4), cond)
     c = net(x, torch.full((2, 1, 8, 10), 0.4), cond)
-    assert torch.allclose(a, b, atol=1e-5) and torch.allclose(a, c, atol=1e-5)
-    assert not torch.allclose(a, net(x, 0.9, cond), atol=1e-4)
+    tol = 1e-5 * a.abs().max().item()  # relative: random weights give large outputs
+    assert torch.allclose(a, b, atol=tol) and torch.allclose(a, c, atol=tol)
+    assert not torch.allclose(a, net(x, 0.9, cond), atol=100 * tol)
     # a per-pixel map changes the output where t differs
     tmap = torch.full((2, 1, 8, 10), 0.4)
     tmap[..., :, 6:] = 0.9
     d = net(x, tmap, cond)
-    assert not torch.allclose(a[..., 6:], d[..., 6:], atol=1e-4)
+    assert not torch.allclose(a[..., 6:], d[..., 6:], atol=100 * tol)
 
 
 def test_bf16_autocast_output():
@@ -46,6 +47,19 @@ def test_bf16_autocast_output():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         v = net(x, 0.5, cond)
     assert v.dtype == torch.bfloat16 and v.shape == x.shape
+
+
+@pytest.mark.parametrize("name", nets.names())
+def test_inference_fold_matches_training_path(name):
+    net = nets.create(name, scale=4).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    x, cond = torch.randn(1, 3, 20, 24), torch.rand(1, 3, 20, 24)
+    with torch.no_grad():
+        folded = net(x, 0.7, cond)
+    unfolded = net(x, 0.7, cond)  # grad mode: the plain FiLM path
+    assert torch.allclose(folded, unfolded.detach(), atol=1e-5 * unfolded.abs().max().item())
 
 
 def test_registry_errors():
