@@ -11,6 +11,7 @@ import torch
 
 from snapsr.imageio import ImageReadError, list_files, read_rgb, to_tensor
 from snapsr.metrics import hf_energy_ratio, psnr, ssim, to_uint8_hwc
+from snapsr.niqe import niqe
 
 
 @dataclass
@@ -30,6 +31,7 @@ def full_reference(sr: np.ndarray, hr: np.ndarray, crop_border: int, scale: int)
         "psnr_rgb": psnr(sr, hr, crop_border),
         "ssim_rgb": ssim(sr, hr, crop_border),
         "hf_ratio": hf_energy_ratio(sr, hr, scale),
+        "niqe": niqe(sr, crop_border),
     }
 
 
@@ -78,7 +80,7 @@ def score_model(
     return out
 
 
-def format_table(results: list[Scores], keys=("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "hf_ratio")) -> str:
+def format_table(results: list[Scores], keys=("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "hf_ratio", "niqe")) -> str:
     """A Markdown table of the mean scores, one row per method."""
     lines = ["| method | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
     for r in results:
@@ -86,7 +88,8 @@ def format_table(results: list[Scores], keys=("psnr_y", "ssim_y", "psnr_rgb", "s
         lines.append(
             f"| {r.method} | "
             + " | ".join(
-                f"{m[k]:.4f}" if "ssim" in k else f"{m[k]:.3f}" if k == "hf_ratio" else f"{m[k]:.2f}" for k in keys
+                f"{m[k]:.4f}" if "ssim" in k else f"{m[k]:.3f}" if k in ("hf_ratio", "niqe") else f"{m[k]:.2f}"
+                for k in keys
             )
             + " |"
         )
