@@ -31,7 +31,8 @@ def full_reference(sr: np.ndarray, hr: np.ndarray, crop_border: int, scale: int)
         "psnr_rgb": psnr(sr, hr, crop_border),
         "ssim_rgb": ssim(sr, hr, crop_border),
         "hf_ratio": hf_energy_ratio(sr, hr, scale),
-        "niqe": niqe(sr, crop_border),
+        # NIQE needs one 96x96 block after the crop; smaller images have no NIQE (NaN)
+        "niqe": niqe(sr, crop_border) if min(sr.shape[:2]) - 2 * crop_border >= 96 else float("nan"),
     }
 
 
@@ -85,6 +86,9 @@ def format_table(results: list[Scores], keys=("psnr_y", "ssim_y", "psnr_rgb", "s
     lines = ["| method | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
     for r in results:
         m = r.mean()
+        if not m:
+            lines.append(f"| {r.method} |" + " |" * len(keys))
+            continue
         lines.append(
             f"| {r.method} | "
             + " | ".join(

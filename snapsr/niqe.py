@@ -133,8 +133,11 @@ def niqe_y(y: np.ndarray, block: int = 96) -> float:
         if scale == 1:
             img = imresize(img / f32(255), 0.5) * f32(255)
     feats = np.concatenate(per_scale, axis=1)
+    complete = feats[~np.isnan(feats).any(axis=1)]
+    if len(complete) < 2:  # a covariance needs two blocks with every feature defined
+        return float("nan")
     mu_d = np.nanmean(feats, axis=0)
-    cov_d = np.cov(feats[~np.isnan(feats).any(axis=1)], rowvar=False)
+    cov_d = np.cov(complete, rowvar=False)
     d = mu_p - mu_d
     return float(np.sqrt(np.squeeze(d @ np.linalg.pinv((cov_p + cov_d) / 2) @ d.T)))
 

@@ -64,6 +64,22 @@ def test_eval_cli_with_model(tmp_path, tiny_weights):
     assert "bicubic" in data and "euler 2 steps, realism 1" in data and len(data) == 5
     assert set(data["bicubic"]["per_image"]) == {"im0", "im1"}
     assert "| bicubic |" in res.output
+    assert np.isnan(data["bicubic"]["mean"]["niqe"])  # 40x32 is below NIQE's 96x96 block
+
+
+def test_eval_scores_existing_outputs_with_niqe(tmp_path):
+    (tmp_path / "hr").mkdir()
+    (tmp_path / "sr").mkdir()
+    img = smooth_image(200, 300, 0)
+    Image.fromarray(img).save(tmp_path / "hr" / "a.png")
+    Image.fromarray(np.clip(img.astype(int) + 3, 0, 255).astype(np.uint8)).save(tmp_path / "sr" / "a_x4.png")
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(
+        main, ["eval", "--sr", str(tmp_path / "sr"), "--hr", str(tmp_path / "hr"), "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    mean = json.loads(out.read_text())["sr"]["mean"]
+    assert 35 < mean["psnr_rgb"] < 45 and np.isfinite(mean["niqe"]) and mean["niqe"] > 0
 
 
 def test_export_writes_card_with_metrics(tmp_path, tiny_weights):
