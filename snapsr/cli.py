@@ -129,26 +129,63 @@ def degrade(hr_dir, output, scale, seed, mode, max_size):
 
 
 @main.command("eval")
-@click.option("--sr", "sr_dir", type=click.Path(exists=True, file_okay=False), help="Score existing outputs.")
+@click.option("--sr", "sr_dirs", multiple=True, help="Score existing outputs: DIR or NAME=DIR (repeatable).")
 @click.option("--hr", "hr_dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--lr", "lr_dir", type=click.Path(exists=True, file_okay=False), help="Run --weights on these.")
 @click.option("--weights", help="A bundled name or .safetensors file to run on --lr (bicubic is always scored).")
 @click.option("--steps", default=None, help="Comma list of sampling step counts (default: the card's).")
 @click.option("--sampler", default="euler", show_default=True, help="Comma list: euler, heun.")
-@click.option("--realism", default="1", show_default=True, help="Comma list of dial values.")
+@click.option("--realism", default="1", show_default=True, help="Comma list of dial values (a sweep).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--scale", default=4, show_default=True, type=int, help="When no weights are given.")
 @click.option("--crop-border", default=None, type=int, help="Default: the scale.")
 @click.option("--dtype", default="fp32", show_default=True, type=click.Choice(["auto", "fp32", "bf16"]))
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
-def eval_cmd(sr_dir, hr_dir, lr_dir, weights, steps, sampler, realism, seed, scale, crop_border, dtype, out_path):
-    """PSNR/SSIM (RGB and Y, BasicSR conventions) and the high-frequency energy ratio, beside bicubic."""
+@click.option("--out-dir", type=click.Path(file_okay=False), help="Write results.csv, results.json, results.md.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Perception-distortion plot (PNG).")
+@click.option("--plot-metric", default="niqe", show_default=True, help="The plot's x axis: niqe, or lpips.")
+@click.option("--strip", "strip_path", type=click.Path(dir_okay=False), help="Crops of the first image per dial value.")
+@click.option("--metric-weights", type=click.Path(file_okay=False), help="Folder with learned metrics' weights.")
+def eval_cmd(
+    sr_dirs,
+    hr_dir,
+    lr_dir,
+    weights,
+    steps,
+    sampler,
+    realism,
+    seed,
+    scale,
+    crop_border,
+    dtype,
+    out_dir,
+    plot_path,
+    plot_metric,
+    strip_path,
+    metric_weights,
+):
+    """Score SR results against HR, beside bicubic: PSNR/SSIM (RGB and Y, BasicSR conventions),
+    the high-frequency energy ratio, NIQE, and LPIPS when its weights are given."""
     from snapsr import evaluate
     from snapsr.flow import upsample
 
+    extra = None
+    if metric_weights:
+        from snapsr.perceptual import learned_metrics
+
+        try:
+            extra = learned_metrics(Path(metric_weights))
+        except FileNotFoundError as e:
+            raise click.ClickException(str(e)) from e
     results = []
-    if sr_dir:
-        results.append(evaluate.score_dirs(Path(sr_dir), Path(hr_dir), crop_border or scale, scale, "sr"))
+    for item in sr_dirs:
+        name, _, folder = item.rpartition("=")
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise click.BadParameter(f"not a folder: {folder}", param_hint="--sr")
+        results.append(
+            evaluate.score_dirs(folder, Path(hr_dir), crop_border or scale, scale, name or folder.name, extra=extra)
+        )
+    strip = []
     if lr_dir:
         up = None
         if weights:
@@ -157,30 +194,43 @@ def eval_cmd(sr_dir, hr_dir, lr_dir, weights, steps, sampler, realism, seed, sca
             up = Upscaler.from_pretrained(weights, device="cpu", dtype=dtype)
             scale = up.scale
         cb = scale if crop_border is None else crop_border
-        results.append(
-            evaluate.score_model(
-                lambda lr, name: upsample(lr, scale).clamp(0, 1), Path(lr_dir), Path(hr_dir), cb, scale, "bicubic"
-            )
-        )
+        lr_path, hr_path = Path(lr_dir), Path(hr_dir)
+        bicubic = lambda lr, name: upsample(lr, scale).clamp(0, 1)  # noqa: E731
+        results.append(evaluate.score_model(bicubic, lr_path, hr_path, cb, scale, "bicubic", extra=extra))
+        if strip_path:
+            strip.append(("bicubic", evaluate.first_crop(bicubic, lr_path, hr_path)))
         if up is not None:
             step_list = [int(v) for v in steps.split(",")] if steps else [up.steps]
+            kind = up.card.get("kind", "model")
             for smp in sampler.split(","):
                 for n in step_list:
+                    series = "one step" if kind == "student" else f"{smp} {n} step{'s' * (n > 1)}"
                     for r in (float(v) for v in realism.split(",")):
                         u = up.with_options(steps=n, sampler=smp)
 
                         def run(lr, name, u=u, r=r):
                             return u.upscale_tensor(lr, realism=r, seed=seed)
 
-                        label = f"{smp} {n} step{'s' * (n > 1)}, realism {r:g}"
-                        results.append(evaluate.score_model(run, Path(lr_dir), Path(hr_dir), cb, scale, label))
+                        label = f"{series}, realism {r:g}"
+                        res = evaluate.score_model(run, lr_path, hr_path, cb, scale, label, extra=extra)
+                        res.series, res.realism = series, r
+                        results.append(res)
+                        if strip_path:
+                            strip.append((f"{r:g}", evaluate.first_crop(run, lr_path, hr_path)))
+        if strip_path:
+            strip.append(("HR", evaluate.first_crop(None, lr_path, hr_path)))
+            evaluate.crop_strip(strip, Path(strip_path))
     if not results:
         raise click.UsageError("give --sr DIR, or --lr DIR (with --weights to run a model)")
     click.echo(evaluate.format_table(results))
-    if out_path:
-        Path(out_path).write_text(
-            json.dumps({r.method: {"mean": r.mean(), "per_image": r.per_image} for r in results}, indent=2)
-        )
+    if out_dir:
+        for p in evaluate.write_outputs(results, Path(out_dir)):
+            click.echo(f"wrote {p}", err=True)
+    if plot_path:
+        try:
+            evaluate.plot_pd(results, Path(plot_path), plot_metric)
+        except (RuntimeError, KeyError) as e:
+            raise click.ClickException(f"plot: {e}") from e
 
 
 # ---------------------------------------------------------------------------
@@ -399,7 +449,7 @@ def bench(weights, lr_size, repeats, steps, device, dtype, tile, no_baselines, m
 @main.command()
 @click.argument("weights_in", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .safetensors to write.")
-@click.option("--metrics", type=click.Path(exists=True, dir_okay=False), help="JSON from snapsr eval --out.")
+@click.option("--metrics", type=click.Path(exists=True, dir_okay=False), help="results.json of snapsr eval.")
 @click.option("--eval-command", default=None, help="The command that produced --metrics, for the card.")
 @click.option("--default-steps", type=int, default=None)
 @click.option("--name", default=None, help="Model name for the card (default: the output's stem).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ from snapsr.niqe import niqe
 class Scores:
     method: str
     per_image: dict[str, dict[str, float]] = field(default_factory=dict)
+    series: str | None = None  # a dial sweep's name ("euler 4 steps"), for the plot
+    realism: float | None = None
 
     def mean(self) -> dict[str, float]:
         keys = next(iter(self.per_image.values())).keys() if self.per_image else []
@@ -51,11 +54,16 @@ def pair_by_stem(a_dir: Path, b_dir: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def score_dirs(sr_dir: Path, hr_dir: Path, crop_border: int, scale: int, method: str = "sr") -> Scores:
+def score_dirs(sr_dir: Path, hr_dir: Path, crop_border: int, scale: int, method: str = "sr", extra=None) -> Scores:
+    """Score the files of ``sr_dir`` against ``hr_dir``; ``extra(sr, hr) -> dict`` adds learned metrics."""
     out = Scores(method)
     for sr_p, hr_p in pair_by_stem(sr_dir, hr_dir):
         try:
-            out.per_image[hr_p.stem] = full_reference(read_rgb(sr_p), read_rgb(hr_p), crop_border, scale)
+            sr, hr = read_rgb(sr_p), read_rgb(hr_p)
+            out.per_image[hr_p.stem] = {
+                **full_reference(sr, hr, crop_border, scale),
+                **(extra(sr, hr) if extra else {}),
+            }
         except (ImageReadError, ValueError) as e:
             print(f"skipping {sr_p}: {e}", file=sys.stderr)
     return out
@@ -69,6 +77,7 @@ def score_model(
     crop_border: int,
     scale: int,
     method: str,
+    extra=None,
 ) -> Scores:
     out = Scores(method)
     for lr_p, hr_p in pair_by_stem(lr_dir, hr_dir):
@@ -77,24 +86,120 @@ def score_model(
         sr = to_uint8_hwc(run(lr, lr_p.stem)[0])
         if sr.shape != hr.shape:
             raise ValueError(f"{lr_p}: SR size {sr.shape} differs from HR size {hr.shape}")
-        out.per_image[hr_p.stem] = full_reference(sr, hr, crop_border, scale)
+        out.per_image[hr_p.stem] = {**full_reference(sr, hr, crop_border, scale), **(extra(sr, hr) if extra else {})}
     return out
 
 
-def format_table(results: list[Scores], keys=("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "hf_ratio", "niqe")) -> str:
+@torch.no_grad()
+def first_crop(run, lr_dir: Path, hr_dir: Path, size: int = 192) -> np.ndarray:
+    """A centre crop (HR pixels) of the first pair's output, or of its HR image when ``run`` is None."""
+    lr_p, hr_p = pair_by_stem(lr_dir, hr_dir)[0]
+    if run is None:
+        img = read_rgb(hr_p)
+    else:
+        img = to_uint8_hwc(run(to_tensor(read_rgb(lr_p)).unsqueeze(0), lr_p.stem)[0])
+    h, w = img.shape[:2]
+    y, x = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return img[y : y + size, x : x + size]
+
+
+def _fmt(key: str, value: float) -> str:
+    return (
+        f"{value:.4f}" if "ssim" in key else f"{value:.3f}" if key in ("hf_ratio", "niqe", "lpips") else f"{value:.2f}"
+    )
+
+
+def format_table(results: list[Scores], keys=None) -> str:
     """A Markdown table of the mean scores, one row per method."""
+    if keys is None:
+        present = {k for r in results for v in r.per_image.values() for k in v}
+        order = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "hf_ratio", "niqe", "lpips")
+        keys = [k for k in order if k in present] + sorted(present - set(order))
     lines = ["| method | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
     for r in results:
         m = r.mean()
-        if not m:
-            lines.append(f"| {r.method} |" + " |" * len(keys))
-            continue
-        lines.append(
-            f"| {r.method} | "
-            + " | ".join(
-                f"{m[k]:.4f}" if "ssim" in k else f"{m[k]:.3f}" if k in ("hf_ratio", "niqe") else f"{m[k]:.2f}"
-                for k in keys
-            )
-            + " |"
-        )
+        lines.append(f"| {r.method} | " + " | ".join(_fmt(k, m.get(k, float("nan"))) for k in keys) + " |")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# outputs
+
+
+def write_outputs(results: list[Scores], out_dir: Path) -> list[Path]:
+    """``results.csv`` (per-image and mean rows), ``results.json`` and ``results.md`` in ``out_dir``."""
+    import csv
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keys = sorted({k for r in results for v in r.per_image.values() for k in v})
+    with open(out_dir / "results.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method", "image", *keys])
+        for r in results:
+            for name, vals in r.per_image.items():
+                w.writerow([r.method, name, *(f"{vals.get(k, float('nan')):.6f}" for k in keys)])
+            m = r.mean()
+            w.writerow([r.method, "mean", *(f"{m.get(k, float('nan')):.6f}" for k in keys)])
+    data = {
+        r.method: {"series": r.series, "realism": r.realism, "mean": r.mean(), "per_image": r.per_image}
+        for r in results
+    }
+    (out_dir / "results.json").write_text(json.dumps(data, indent=2) + "\n")
+    (out_dir / "results.md").write_text(format_table(results) + "\n")
+    return [out_dir / n for n in ("results.csv", "results.json", "results.md")]
+
+
+def plot_pd(results: list[Scores], path: Path, x_metric: str = "niqe") -> Path:
+    """The perception-distortion plane: PSNR-Y against ``x_metric`` (lower is better), one line per
+    dial sweep, one point per other method."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise RuntimeError("the plot needs matplotlib: pip install 'snapsr[eval]'") from e
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
+    series: dict[str, list[Scores]] = {}
+    for r in results:
+        if r.series is not None:
+            series.setdefault(r.series, []).append(r)
+        elif r.per_image:
+            m = r.mean()
+            ax.scatter(m[x_metric], m["psnr_y"], marker="s", zorder=3)
+            ax.annotate(r.method, (m[x_metric], m["psnr_y"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    for name, rs in series.items():
+        rs = sorted(rs, key=lambda r: r.realism)
+        xs, ys = [r.mean()[x_metric] for r in rs], [r.mean()["psnr_y"] for r in rs]
+        ax.plot(xs, ys, marker="o", label=f"{name} (realism {rs[0].realism:g} to {rs[-1].realism:g})")
+        for r, x, y in zip(rs, xs, ys):
+            ax.annotate(f"{r.realism:g}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set_xlabel(f"{x_metric.upper()} (lower: more natural)")
+    ax.set_ylabel("PSNR-Y (dB, higher: more faithful)")
+    ax.set_title("Perception-distortion trade-off")
+    ax.grid(alpha=0.3)
+    if series:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def crop_strip(crops: list[tuple[str, np.ndarray]], path: Path) -> Path:
+    """Crops side by side with their labels above, as one PNG."""
+    from PIL import Image, ImageDraw
+
+    h = max(c.shape[0] for _, c in crops)
+    w = sum(c.shape[1] for _, c in crops) + 4 * (len(crops) - 1)
+    canvas = Image.new("RGB", (w, h + 16), "white")
+    draw = ImageDraw.Draw(canvas)
+    x = 0
+    for label, c in crops:
+        canvas.paste(Image.fromarray(c), (x, 16))
+        draw.text((x + 2, 2), label, fill="black")
+        x += c.shape[1] + 4
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    return path

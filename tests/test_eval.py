@@ -40,27 +40,21 @@ def test_eval_cli_with_model(tmp_path, tiny_weights):
         img = smooth_image(32, 40, i)
         Image.fromarray(img).save(tmp_path / "hr" / f"im{i}.png")
         Image.fromarray(img).resize((10, 8), Image.Resampling.BICUBIC).save(tmp_path / "lr" / f"im{i}.png")
-    out = tmp_path / "r.json"
-    res = CliRunner().invoke(
-        main,
-        [
-            "eval",
-            "--lr",
-            str(tmp_path / "lr"),
-            "--hr",
-            str(tmp_path / "hr"),
-            "--weights",
-            str(tiny_weights),
-            "--steps",
-            "1,2",
-            "--realism",
-            "0,1",
-            "--out",
-            str(out),
-        ],
-    )
+    args = ["eval", "--lr", tmp_path / "lr", "--hr", tmp_path / "hr", "--weights", tiny_weights, "--steps", "1,2",
+            "--realism", "0,1", "--out-dir", tmp_path / "res", "--plot", tmp_path / "pd.png",
+            "--plot-metric", "psnr_rgb", "--strip", tmp_path / "strip.png"]  # fmt: skip
+    res = CliRunner().invoke(main, [str(a) for a in args])
     assert res.exit_code == 0, res.output
-    data = json.loads(out.read_text())
+    data = json.loads((tmp_path / "res" / "results.json").read_text())
+    rows = (tmp_path / "res" / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("method,image,") and sum(",mean," in r for r in rows) == 5 and len(rows) == 1 + 5 * 3
+    assert "| bicubic |" in (tmp_path / "res" / "results.md").read_text()
+    sweep = data["euler 2 steps, realism 1"]
+    assert sweep["series"] == "euler 2 steps" and sweep["realism"] == 1
+    with Image.open(tmp_path / "pd.png") as im:
+        assert im.size[0] > 300
+    with Image.open(tmp_path / "strip.png") as im:  # bicubic, 2 step counts x 2 dial values, HR
+        assert im.size[0] >= 6 * 32
     assert "bicubic" in data and "euler 2 steps, realism 1" in data and len(data) == 5
     assert set(data["bicubic"]["per_image"]) == {"im0", "im1"}
     assert "| bicubic |" in res.output
@@ -73,17 +67,15 @@ def test_eval_scores_existing_outputs_with_niqe(tmp_path):
     img = smooth_image(200, 300, 0)
     Image.fromarray(img).save(tmp_path / "hr" / "a.png")
     Image.fromarray(np.clip(img.astype(int) + 3, 0, 255).astype(np.uint8)).save(tmp_path / "sr" / "a_x4.png")
-    out = tmp_path / "r.json"
-    res = CliRunner().invoke(
-        main, ["eval", "--sr", str(tmp_path / "sr"), "--hr", str(tmp_path / "hr"), "--out", str(out)]
-    )
+    args = ["eval", "--sr", f"mine={tmp_path / 'sr'}", "--hr", str(tmp_path / "hr"), "--out-dir", str(tmp_path / "o")]
+    res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
-    mean = json.loads(out.read_text())["sr"]["mean"]
+    mean = json.loads((tmp_path / "o" / "results.json").read_text())["mine"]["mean"]
     assert 35 < mean["psnr_rgb"] < 45 and np.isfinite(mean["niqe"]) and mean["niqe"] > 0
 
 
 def test_export_writes_card_with_metrics(tmp_path, tiny_weights):
-    metrics = tmp_path / "m.json"
+    metrics = tmp_path / "results.json"
     metrics.write_text(json.dumps({"bicubic": {"mean": {"psnr_y": 25.123456}, "per_image": {}}}))
     out = tmp_path / "shipped.safetensors"
     res = CliRunner().invoke(
@@ -108,3 +100,52 @@ def test_export_writes_card_with_metrics(tmp_path, tiny_weights):
     assert card["metrics"] == {"bicubic": {"psnr_y": 25.1235}} and card["default_steps"] == 3
     assert card["name"] == "shipped" and card["parameters"] == sum(p.numel() for p in model.parameters())
     assert card["metrics_command"] == "snapsr eval ..."
+
+
+def tiny_lpips_weights(folder, width=4):
+    import torch
+
+    from snapsr.perceptual import _CONVS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+    sd, c_in = {}, 3
+    for i in _CONVS:
+        sd[f"features.{i}.weight"] = torch.randn(width, c_in, 3, 3, generator=g) * 0.3
+        sd[f"features.{i}.bias"] = torch.zeros(width)
+        c_in = width
+    sd["classifier.0.weight"] = torch.zeros(2, 2)  # present in the real file; ignored
+    torch.save(sd, folder / "vgg16-397923af.pth")
+    torch.save(
+        {f"lin{i}.model.1.weight": torch.rand(1, width, 1, 1, generator=g) for i in range(5)}, folder / "vgg.pth"
+    )
+    return folder
+
+
+def test_lpips_from_local_weights(tmp_path):
+    import torch
+
+    from snapsr.perceptual import LPIPS
+
+    lp = LPIPS.from_files(tiny_lpips_weights(tmp_path / "w"))
+    a = torch.from_numpy(smooth_image(64, 64, 0)).permute(2, 0, 1)[None].float() / 255
+    blur = torch.nn.functional.avg_pool2d(a, 5, 1, 2, count_include_pad=False)
+    assert lp(a, a).item() == 0
+    assert 0 < lp(a, blur).item() < lp(a, torch.rand_like(a)).item()
+
+
+def test_learned_metric_missing_weights_is_a_clear_error(tmp_path, tiny_weights):
+    (tmp_path / "w").mkdir()
+    (tmp_path / "hr").mkdir()
+    Image.fromarray(smooth_image(32, 32, 0)).save(tmp_path / "hr" / "a.png")
+    res = CliRunner().invoke(
+        main,
+        ["eval", "--sr", str(tmp_path / "hr"), "--hr", str(tmp_path / "hr"), "--metric-weights", str(tmp_path / "w")],
+    )
+    assert res.exit_code != 0 and "vgg16-397923af.pth" in res.output
+    tiny_lpips_weights(tmp_path / "w")
+    res = CliRunner().invoke(
+        main,
+        ["eval", "--sr", str(tmp_path / "hr"), "--hr", str(tmp_path / "hr"), "--metric-weights", str(tmp_path / "w")],
+    )
+    assert res.exit_code == 0 and "lpips" in res.output
