@@ -158,3 +158,38 @@ def format_rows(rows: list[dict]) -> str:
 
 def dump(obj, path: str | Path) -> None:
     Path(path).write_text(json.dumps(obj, indent=2) + "\n")
+
+
+@torch.no_grad()
+def cuda_ms_per_image(upscaler, batch_sizes=(1, 8), repeats: int = 20, out_size: int = 512) -> list[dict]:
+    """Milliseconds per ``out_size`` square output on CUDA (CUDA events, median), fp32 and bf16."""
+    if not torch.cuda.is_available():
+        raise RuntimeError("no CUDA device")
+    model = upscaler.model.to("cuda")
+    s = upscaler.scale
+    rows = []
+    for dtype in (torch.float32, torch.bfloat16):
+        for b in batch_sizes:
+            lr = torch.rand(b, 3, out_size // s, out_size // s, device="cuda")
+
+            def step(lr=lr, dtype=dtype):
+                with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+                    cond = model.condition(lr)
+                    x_0 = model.start(cond, torch.randn_like(cond))
+                    return x_0 + model.velocity(x_0, 0.0, cond)
+
+            for _ in range(3):
+                step()
+            times = []
+            for _ in range(repeats):
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                step()
+                end.record()
+                torch.cuda.synchronize()
+                times.append(start.elapsed_time(end))
+            ms = statistics.median(times)
+            rows.append(
+                {"dtype": str(dtype).replace("torch.", ""), "batch": b, "ms_per_batch": ms, "ms_per_image": ms / b}
+            )
+    return rows

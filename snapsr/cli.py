@@ -430,7 +430,13 @@ def bench(weights, lr_size, repeats, steps, device, dtype, tile, no_baselines, m
     up = Upscaler.from_pretrained(weights, device=device, dtype=dtype, steps=steps, tile=tile)
     rows = bench_mod.speed(up, (h, w), repeats, baselines=not no_baselines)
     click.echo(bench_mod.format_rows(rows))
-    result = {"speed": rows, "torch_threads": __import__("torch").get_num_threads()}
+    result = {"speed": rows, "torch_threads": __import__("torch").get_num_threads(), "device": str(up.device)}
+    if up.device.type == "cuda":
+        cuda_rows = bench_mod.cuda_ms_per_image(up)
+        click.echo("| dtype | batch | ms per 512x512 output |\n|---|---:|---:|")
+        for r in cuda_rows:
+            click.echo(f"| {r['dtype']} | {r['batch']} | {r['ms_per_image']:.2f} |")
+        result["cuda"] = cuda_rows
     if memory:
         mem = bench_mod.peak_memory_mb(weights, extra_args=["--dtype", dtype, "--device", device])
         click.echo(
