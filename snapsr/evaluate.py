@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,16 +40,25 @@ def full_reference(sr: np.ndarray, hr: np.ndarray, crop_border: int, scale: int)
     }
 
 
+_ROLE_SUFFIX = re.compile(r"(?:[_-]?(?:x\d+(?:\.\d+)?|hr|lr\d*|sr|gt|lq))$", re.IGNORECASE)
+
+
+def pair_key(stem: str) -> str:
+    """A file stem without its role/scale suffixes, so that the usual layouts pair up:
+    DIV2K ``0801x4`` / ``0801``, RealSR ``Canon_001_LR4`` / ``Canon_001_HR``, DRealSR ``a_x4`` /
+    ``a_x1``, and snapsr's own outputs ``photo_x4`` / ``photo``."""
+    prev = None
+    while prev != stem:
+        prev, stem = stem, _ROLE_SUFFIX.sub("", stem)
+    return stem or prev
+
+
 def pair_by_stem(a_dir: Path, b_dir: Path) -> list[tuple[Path, Path]]:
-    """Files of ``a_dir`` and ``b_dir`` with the same stem (an SR suffix such as ``_x4`` is ignored)."""
-    b = {p.stem: p for p in list_files(b_dir)}
-    pairs = []
-    for p in list_files(a_dir):
-        stem = p.stem
-        for key in (stem, stem.rsplit("_", 1)[0]):
-            if key in b:
-                pairs.append((p, b[key]))
-                break
+    """Files of ``a_dir`` and ``b_dir`` whose names match once role and scale suffixes are removed."""
+    b: dict[str, Path] = {}
+    for p in list_files(b_dir):
+        b.setdefault(pair_key(p.stem), p)
+    pairs = [(p, b[pair_key(p.stem)]) for p in list_files(a_dir) if pair_key(p.stem) in b]
     if not pairs:
         raise ValueError(f"no file in {a_dir} matches a file name in {b_dir}")
     return pairs

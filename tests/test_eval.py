@@ -149,3 +149,13 @@ def test_learned_metric_missing_weights_is_a_clear_error(tmp_path, tiny_weights)
         ["eval", "--sr", str(tmp_path / "hr"), "--hr", str(tmp_path / "hr"), "--metric-weights", str(tmp_path / "w")],
     )
     assert res.exit_code == 0 and "lpips" in res.output
+
+
+def test_pairing_of_common_dataset_layouts():
+    from snapsr.evaluate import pair_key
+
+    assert pair_key("0801x4") == pair_key("0801") == "0801"  # DIV2K
+    assert pair_key("Canon_001_LR4") == pair_key("Canon_001_HR") == "Canon_001"  # RealSR
+    assert pair_key("dped_12_x4") == pair_key("dped_12_x1") == "dped_12"  # DRealSR
+    assert pair_key("photo_x2.5") == pair_key("photo") == "photo"  # snapsr outputs
+    assert pair_key("Garden") == "Garden" and pair_key("HR") == "HR"  # nothing left: keep the name
