@@ -47,10 +47,10 @@ def pair_key(stem: str) -> str:
     """A file stem without its role/scale suffixes, so that the usual layouts pair up:
     DIV2K ``0801x4`` / ``0801``, RealSR ``Canon_001_LR4`` / ``Canon_001_HR``, DRealSR ``a_x4`` /
     ``a_x1``, and snapsr's own outputs ``photo_x4`` / ``photo``."""
-    prev = None
-    while prev != stem:
-        prev, stem = stem, _ROLE_SUFFIX.sub("", stem)
-    return stem or prev
+    key, prev = stem, None
+    while prev != key:
+        prev, key = key, _ROLE_SUFFIX.sub("", key)
+    return key or stem  # a name that is all suffix ("HR") stays itself
 
 
 def pair_by_stem(a_dir: Path, b_dir: Path) -> list[tuple[Path, Path]]:
