@@ -118,3 +118,12 @@ def test_bundled_default_bf16_close_to_fp32():
         a = Upscaler.from_pretrained(dtype="fp32").upscale_tensor(x, realism=realism)
         b = Upscaler.from_pretrained(dtype="bf16").upscale_tensor(x, realism=realism)
         assert psnr(to8(b), to8(a)) > 40, realism
+
+
+def test_api_pil_16bit_grey_stays_16bit(tiny_weights):
+    up = Upscaler.from_pretrained(tiny_weights)
+    a16 = (smooth_image(10, 12, 3)[..., 0].astype(np.uint16) * 257) + 7
+    out = up.up(Image.fromarray(a16))
+    assert out.mode in ("I;16", "I") and out.size == (48, 40)
+    arr = np.asarray(out)
+    assert arr.max() > 255 and np.any(arr % 257 != 0)  # more than 8 bits of levels survive
