@@ -178,7 +178,7 @@ def _pil_to_array(im: Image.Image) -> tuple[np.ndarray, bool]:
     if mode in ("P", "PA"):
         has_alpha = mode == "PA" or "transparency" in im.info
         return np.asarray(im.convert("RGBA" if has_alpha else "RGB")), False
-    if mode in ("RGBA", "RGBa", "LA"):
+    if mode in ("RGBA", "RGBa"):
         return np.asarray(im.convert("RGBA")), False
     return np.asarray(im.convert("RGB")), False  # RGB, CMYK, YCbCr, LAB, HSV, ...
 
@@ -189,6 +189,28 @@ def _split(arr: np.ndarray, peak: float) -> tuple[np.ndarray, np.ndarray | None]
     if c in (2, 4):
         return np.ascontiguousarray(f[..., :-1]), np.ascontiguousarray(f[..., -1])
     return np.ascontiguousarray(f), None
+
+
+def from_pil(im: Image.Image) -> Picture:
+    """An in-memory Pillow image (any mode) -> ``Picture``, keeping its ICC profile."""
+    arr, deep = _pil_to_array(im)
+    pixels, alpha = _split(arr, 65535.0 if deep else 255.0)
+    return Picture(pixels, alpha, 16 if deep else 8, im.format, im.info.get("icc_profile"))
+
+
+def to_pil(pic: Picture) -> Image.Image:
+    """``Picture`` -> Pillow image: L, LA, RGB or RGBA (8-bit), or I;16 for 16-bit greyscale."""
+    px = pic.pixels
+    if pic.bits == 16 and pic.grey and pic.alpha is None:
+        out = Image.fromarray((np.clip(px[..., 0], 0, 1) * 65535).round().astype(np.uint16))
+    else:
+        arr = px if pic.alpha is None else np.concatenate([px, pic.alpha[..., None]], -1)
+        arr = (np.clip(arr, 0, 1) * 255).round().astype(np.uint8)
+        mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[-1]]
+        out = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr, mode=mode)
+    if pic.icc:
+        out.info["icc_profile"] = pic.icc
+    return out
 
 
 def read_rgb(path: str | Path) -> np.ndarray:

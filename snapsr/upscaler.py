@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from snapsr import colorfix as colorfix_mod
 from snapsr import pretrained, tiling
 from snapsr.flow import FlowSR
-from snapsr.imageio import Picture, read_image
+from snapsr.imageio import Picture, from_pil, read_image, to_pil
 from snapsr.samplers import SAMPLERS, time_grid
 from snapsr.train.engine import cpu_supports_bf16
 
@@ -234,7 +234,7 @@ class Upscaler:
         from PIL import Image
 
         if isinstance(image, Image.Image):
-            return _picture_to_pil(self.upscale_picture(_pil_to_picture(image), **kw), image)
+            return to_pil(self.upscale_picture(from_pil(image), **kw))
         if isinstance(image, (str, Path)):
             return self.upscale_picture(read_image(image), **kw)
         raise TypeError(f"cannot upscale a {type(image).__name__}; give a PIL image, numpy array or tensor")
@@ -293,27 +293,3 @@ def _picture_to_array(pic: Picture, like: np.ndarray) -> np.ndarray:
     if like.dtype == np.uint16:
         return (np.clip(f, 0, 1) * 65535).round().astype(np.uint16)
     return f.astype(like.dtype)
-
-
-def _pil_to_picture(im) -> Picture:
-    from snapsr.imageio import _pil_to_array, _split
-
-    arr, deep = _pil_to_array(im)
-    pixels, alpha = _split(arr, 65535.0 if deep else 255.0)
-    info = {"icc": im.info.get("icc_profile")}
-    return Picture(pixels, alpha, 16 if deep else 8, im.format, info["icc"])
-
-
-def _picture_to_pil(pic: Picture, like):
-    from PIL import Image
-
-    px = pic.pixels
-    if pic.bits == 16 and pic.grey and pic.alpha is None:
-        return Image.fromarray((np.clip(px[..., 0], 0, 1) * 65535).round().astype(np.uint16))
-    arr = px if pic.alpha is None else np.concatenate([px, pic.alpha[..., None]], -1)
-    arr = (np.clip(arr, 0, 1) * 255).round().astype(np.uint8)
-    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[-1]]
-    out = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr, mode=mode)
-    if pic.icc:
-        out.info["icc_profile"] = pic.icc
-    return out
