@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from snapsr import atomic
+
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own hard limit (2x MAX_IMAGE_PIXELS)
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tif": "TIFF", "tiff": "TIFF"}
 EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif"}
@@ -241,19 +243,7 @@ def output_format(fmt: str, source_format: str | None) -> str:
 
 def write_image(path: str | Path, pic: Picture, fmt: str, quality: int = 95) -> Path:
     """Write atomically (temp file in the same folder, then rename): a kill leaves no half image."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            _encode(f, pic, fmt, quality)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic.write(path, lambda f: _encode(f, pic, fmt, quality))
 
 
 def _encode(f, pic: Picture, fmt: str, quality: int) -> None:

@@ -7,32 +7,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_bytes
 
+from snapsr import atomic
 from snapsr.config import FlowConfig, from_dict, to_dict
 
 FORMAT = "snapsr/1"
 
 
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save(path: str | Path, model: torch.nn.Module, card: dict) -> Path:
     """Write ``model.state_dict()`` and ``card`` (must hold ``flow``: a FlowConfig dict) atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     card = {"format": FORMAT, **card}
     tensors = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
-    _atomic(path, lambda p: save_file(tensors, str(p), metadata={"snapsr": json.dumps(card)}))
-    _atomic(path.with_suffix(".json"), lambda p: p.write_text(json.dumps(card, indent=2) + "\n"))
+    atomic.write(path, lambda f: f.write(save_bytes(tensors, metadata={"snapsr": json.dumps(card)})))
+    atomic.write(path.with_suffix(".json"), lambda f: f.write((json.dumps(card, indent=2) + "\n").encode()))
     return path
 
 
