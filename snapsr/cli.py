@@ -32,18 +32,34 @@ def train():
 @click.argument("overrides", nargs=-1)
 def train_teacher_cmd(config_path, resume, dry_run, device, overrides):
     """Train the flow-matching teacher. OVERRIDES are key=value, e.g. train.steps=1000 flow.backbone=lrnet_b."""
-    from snapsr.config import TeacherRunConfig, load, to_dict
+    from snapsr.config import TeacherRunConfig
+
+    _run_training(
+        TeacherRunConfig,
+        config_path,
+        overrides,
+        dry_run,
+        "snapsr.train.teacher:train_teacher",
+        resume=resume,
+        device=device,
+    )
+
+
+def _run_training(cfg_cls, config_path, overrides, dry_run: bool, train_fn: str, **kw) -> None:
+    """Resolve the config (defaults, file, overrides), print it on --dry-run, else train; exit 130 on a signal."""
+    import importlib
+
+    from snapsr.config import load, to_dict
 
     try:
-        cfg = load(TeacherRunConfig, config_path, overrides)
+        cfg = load(cfg_cls, config_path, overrides)
     except ValueError as e:
         raise click.UsageError(str(e)) from e
     if dry_run:
         click.echo(json.dumps(to_dict(cfg), indent=2))
         return
-    from snapsr.train.teacher import train_teacher
-
-    res = train_teacher(cfg, resume=resume, device=device)
+    module, name = train_fn.split(":")
+    res = getattr(importlib.import_module(module), name)(cfg, **kw)
     if res.stopped_by_signal:
         sys.exit(130)
 
@@ -57,21 +73,17 @@ def train_teacher_cmd(config_path, resume, dry_run, device, overrides):
 @click.argument("overrides", nargs=-1)
 def train_distill_cmd(recipe, config_path, resume, dry_run, device, overrides):
     """Distil a one-step student from a teacher (teacher=PATH in the config or as an override)."""
-    from snapsr.config import load, to_dict
     from snapsr.train.distill import DistillRunConfig
 
-    try:
-        cfg = load(DistillRunConfig, config_path, (f"recipe={recipe}", *overrides))
-    except ValueError as e:
-        raise click.UsageError(str(e)) from e
-    if dry_run:
-        click.echo(json.dumps(to_dict(cfg), indent=2))
-        return
-    from snapsr.train.distill import train_distill
-
-    res = train_distill(cfg, resume=resume, device=device)
-    if res.stopped_by_signal:
-        sys.exit(130)
+    _run_training(
+        DistillRunConfig,
+        config_path,
+        (f"recipe={recipe}", *overrides),
+        dry_run,
+        "snapsr.train.distill:train_distill",
+        resume=resume,
+        device=device,
+    )
 
 
 # ---------------------------------------------------------------------------
