@@ -147,7 +147,7 @@ class Upscaler:
             if self.card.get("kind") == "student":  # OFTSR: one step, and t is the dial
                 return (x_0 + m.velocity(x_0, r if isinstance(r, torch.Tensor) else float(r), cond)).float().cpu()
             if self.steps == 1 or (not isinstance(r, torch.Tensor) and r == 0):
-                return (x_0 + m.velocity(x_0, 0.0, cond).float()).float().cpu()
+                return (x_0 + m.velocity(x_0, 0.0, cond)).float().cpu()
             mean = {}
             n = self.steps
 

@@ -27,7 +27,7 @@ from snapsr.config import DataConfig, TrainConfig, to_dict
 from snapsr.degrade import DegradeConfig
 from snapsr.flow import FlowSR
 from snapsr.path import expand_t
-from snapsr.train.loop import Recipe, RunResult, run
+from snapsr.train.loop import Recipe, RunResult, run, run_card
 
 
 @dataclass(frozen=True)
@@ -123,11 +123,7 @@ def build_oftsr(cfg: DistillRunConfig, device: torch.device) -> Recipe:
             recipe="OFTSR trajectory distillation",
             oftsr=to_dict(cfg.oftsr),
             teacher=t_card.get("name", cfg.teacher),
-            steps_trained=step,
-            degradation=cfg.degrade.mode,
-            train_data=cfg.data.train_dir,
-            crop=cfg.data.crop,
-            batch_size=cfg.train.batch_size,
+            **run_card(cfg, step),
             default_steps=1,
         )
 

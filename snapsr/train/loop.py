@@ -32,6 +32,17 @@ from snapsr.train import engine
 Predictor = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (model, lr, eps) -> sr
 
 
+def run_card(cfg, step: int) -> dict:
+    """The card fields every recipe's weights carry: how far and on what they were trained."""
+    return {
+        "steps_trained": step,
+        "degradation": cfg.degrade.mode,
+        "train_data": cfg.data.train_dir,
+        "crop": cfg.data.crop,
+        "batch_size": cfg.train.batch_size,
+    }
+
+
 @dataclass
 class Recipe:
     model: nn.Module  # trained, averaged into the EMA, saved

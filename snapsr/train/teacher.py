@@ -8,7 +8,7 @@ import torch.nn as nn
 from snapsr import weights
 from snapsr.config import TeacherRunConfig
 from snapsr.flow import FlowSR
-from snapsr.train.loop import Recipe, RunResult, run
+from snapsr.train.loop import Recipe, RunResult, run, run_card
 
 
 class TeacherLoss(nn.Module):
@@ -37,11 +37,7 @@ def build_teacher(cfg: TeacherRunConfig, device: torch.device) -> Recipe:
             cfg.flow,
             kind="teacher",
             recipe="flow-matching teacher (OFTSR sec. 3.1)",
-            steps_trained=step,
-            degradation=cfg.degrade.mode,
-            train_data=cfg.data.train_dir,
-            crop=cfg.data.crop,
-            batch_size=cfg.train.batch_size,
+            **run_card(cfg, step),
             default_steps=4,
         )
 
