@@ -46,6 +46,14 @@ def init_distributed(device: str = "auto") -> Dist:
     return Dist(rank, world, local, dev)
 
 
+def shutdown_distributed() -> None:
+    """Wait for every rank (rank 0 may still be writing its checkpoint), then close the group:
+    a process that exits with gloo's threads alive can abort ("terminate called...")."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def cpu_supports_bf16() -> bool:
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

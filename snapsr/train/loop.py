@@ -305,6 +305,7 @@ def run(
             bar.close()
         if log_file is not None:
             log_file.close()
+    engine.shutdown_distributed()
     if stopped and d.main:
         print(f"stopped by signal at step {step}; checkpoint in {ckpt_path}", file=sys.stderr)
     return RunResult(step=step, losses=losses, out_dir=out, stopped_by_signal=stopped)
