@@ -21,7 +21,7 @@ def main():
 
 @main.group()
 def train():
-    """Train a model (teacher now; distilled students build on it)."""
+    """Train a model: the flow teacher, or a one-step student (OFTSR, GTASR)."""
 
 
 @train.command("teacher", context_settings={"ignore_unknown_options": False})
@@ -65,22 +65,38 @@ def _run_training(cfg_cls, config_path, overrides, dry_run: bool, train_fn: str,
 
 
 @train.command("distill")
-@click.option("--recipe", default="oftsr", show_default=True, type=click.Choice(["oftsr"]))
+@click.option(
+    "--recipe",
+    default="oftsr",
+    show_default=True,
+    type=click.Choice(["oftsr", "gtasr"]),
+    help="oftsr: distil a teacher's trajectory; gtasr: consistency training from data alone.",
+)
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="TOML or JSON config.")
 @click.option("--resume", is_flag=True, help="Continue from OUT_DIR/checkpoint.pt if it exists.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
 @click.argument("overrides", nargs=-1)
 def train_distill_cmd(recipe, config_path, resume, dry_run, device, overrides):
-    """Distil a one-step student from a teacher (teacher=PATH in the config or as an override)."""
-    from snapsr.train.distill import DistillRunConfig
+    """Train a one-step student whose time input is the realism dial.
 
+    oftsr needs teacher=PATH (config or override); gtasr trains from data, optionally from init=PATH.
+    RCOD (rcod.groups, rcod.prompt, rcod.estimator) and VPD-SR (perception.*) work with both.
+    """
+    if recipe == "gtasr":
+        from snapsr.train.gtasr import GTASRRunConfig as cfg_cls
+
+        train_fn = "snapsr.train.gtasr:train_gtasr"
+    else:
+        from snapsr.train.distill import DistillRunConfig as cfg_cls
+
+        train_fn = "snapsr.train.distill:train_distill"
     _run_training(
-        DistillRunConfig,
+        cfg_cls,
         config_path,
         (f"recipe={recipe}", *overrides),
         dry_run,
-        "snapsr.train.distill:train_distill",
+        train_fn,
         resume=resume,
         device=device,
     )
@@ -249,9 +265,9 @@ def eval_cmd(
 # upscale
 
 
-def _float_list_ok(value: str) -> float:
-    if value == "auto":
-        raise click.BadParameter("--realism auto needs a model with a realism estimator (not bundled yet)")
+def _float_list_ok(value: str) -> float | str:
+    if value == "auto":  # the model's estimator decides; Upscaler checks that it has one
+        return value
     try:
         v = float(value)
     except ValueError as e:
@@ -266,7 +282,9 @@ def _float_list_ok(value: str) -> float:
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Output folder (default: beside each input).")
 @click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders (and ** in globs).")
 @click.option("-s", "--scale", type=float, default=None, help="Output scale; any float (default: the model's).")
-@click.option("--realism", default="0.5", show_default=True, help="Fidelity (0) to realism (1).")
+@click.option(
+    "--realism", default="0.5", show_default=True, help="Fidelity (0) to realism (1), or auto (RCOD's estimator)."
+)
 @click.option("--realism-map", type=click.Path(exists=True, dir_okay=False), help="Greyscale image: per-pixel dial.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--steps", type=int, default=None, help="Sampling steps (default: the model card's).")
@@ -351,6 +369,12 @@ def upscale(
         )
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         raise click.ClickException(str(e)) from e
+    if r == "auto" and not up.model.cfg.estimator:
+        raise click.BadParameter(
+            f"{weights or 'the bundled model'} has no realism estimator; "
+            "give a number, or weights trained with rcod.estimator",
+            param_hint="--realism",
+        )
     jobs, missing = batch.collect(list(inputs), output, recursive)
     for m in missing:
         click.echo(f"error: {m.src}: {m.message}", err=True)

@@ -33,6 +33,12 @@ class FlowConfig:
     # photos under the second-order degradations at x4 (0.03 under bicubic).
     precond: bool = True
     sigma_data: float = 0.07
+    # RCOD (snapsr/nets/prompt.py): visual prompt injection, and the realism estimator
+    # behind ``--realism auto``; both share one small degradation-aware encoder.
+    prompt: bool = False
+    estimator: bool = False
+    prompt_tokens: int = 16
+    prompt_dim: int = 64
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,9 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TeacherRunConfig:
+    # Weights to start from (fine-tuning, e.g. a teacher trained with another sigma_p);
+    # the backbone must match ``flow.backbone``. Empty: random initialisation.
+    init: str = ""
     flow: FlowConfig = field(default_factory=FlowConfig)
     degrade: DegradeConfig = field(default_factory=DegradeConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from snapsr import nets
 from snapsr.config import FlowConfig
+from snapsr.nets.prompt import DegradationEncoder, PromptConfig
 from snapsr.path import LinearPath, expand_t
 from snapsr.samplers import SAMPLERS, time_grid
 
@@ -31,7 +32,15 @@ class FlowSR(nn.Module):
         if not 0.0 <= cfg.sigma_p < 1.0:
             raise ValueError(f"sigma_p must be in [0, 1), got {cfg.sigma_p}")
         self.cfg = cfg
-        self.backbone = backbone if backbone is not None else nets.create(cfg.backbone, scale=cfg.scale)
+        prompt_dim = cfg.prompt_dim if cfg.prompt else 0
+        self.backbone = (
+            backbone if backbone is not None else nets.create(cfg.backbone, scale=cfg.scale, prompt_dim=prompt_dim)
+        )
+        self.encoder = (
+            DegradationEncoder(PromptConfig(tokens=cfg.prompt_tokens, dim=cfg.prompt_dim), cfg.scale)
+            if cfg.prompt or cfg.estimator
+            else None
+        )
         self.path = LinearPath()
 
     # -- the formulation -------------------------------------------------------
@@ -60,11 +69,20 @@ class FlowSR(nn.Module):
         return c_skip, c_out, var_y.rsqrt()
 
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor) -> torch.Tensor:
+        # Visual prompt tokens come from cond itself, so every caller (samplers, tiles) gets them.
+        extra = {"prompt": self.encoder(cond)[0]} if self.cfg.prompt else {}
         if not self.cfg.precond:
-            return self.backbone(x_t, t, cond)
+            return self.backbone(x_t, t, cond, **extra)
         c_skip, c_out, c_in = self.precond(expand_t(t, x_t).float())
         y = x_t - math.sqrt(1.0 - self.cfg.sigma_p**2) * cond
-        return c_skip * y + c_out * self.backbone(c_in * y, t, cond)
+        return c_skip * y + c_out * self.backbone(c_in * y, t, cond, **extra)
+
+    def realism_map(self, cond: torch.Tensor) -> torch.Tensor:
+        """RCOD's estimate of the dial for each region of ``cond = up(LR)``: ``(B, 1, H, W)`` in [0, 1]."""
+        if not self.cfg.estimator:
+            raise ValueError("these weights have no realism estimator (trained without rcod.estimator)")
+        level = self.encoder(cond)[1].float()
+        return F.interpolate(level, size=cond.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
 
     forward = velocity
 

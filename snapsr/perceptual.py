@@ -82,9 +82,8 @@ class LPIPS(nn.Module):
         heads = [lin[f"lin{i}.model.1.weight"] for i in range(5)]
         return cls(vgg, heads)
 
-    @torch.no_grad()
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Distance per image of ``a`` and ``b``, ``(B,3,H,W)`` in [0, 1]."""
+        """Distance per image of ``a`` and ``b``, ``(B,3,H,W)`` in [0, 1]; differentiable (a loss term too)."""
 
         def prep(x):
             return ((x * 2 - 1) - self.shift.to(x)) / self.scale.to(x)
@@ -106,6 +105,7 @@ def learned_metrics(folder: Path):
 
     def score(sr: np.ndarray, hr: np.ndarray) -> dict[str, float]:
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255  # noqa: E731
-        return {"lpips": float(lpips(t(sr), t(hr))[0])}
+        with torch.no_grad():
+            return {"lpips": float(lpips(t(sr), t(hr))[0])}
 
     return score

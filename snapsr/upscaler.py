@@ -133,7 +133,7 @@ class Upscaler:
 
     # -- the network on one tile -----------------------------------------------
     @torch.no_grad()
-    def _sr_tile(self, lr: torch.Tensor, tile: tiling.Tile, realism: torch.Tensor | float, seed: int) -> torch.Tensor:
+    def _sr_tile(self, lr: torch.Tensor, tile: tiling.Tile, realism: torch.Tensor | float | str, seed: int):
         s, dev = self.scale, self.device
         lr = lr.to(dev, torch.float32)
         m = self.model
@@ -142,7 +142,9 @@ class Upscaler:
             eps = tiling.position_noise(seed, cond.shape[1], tile.y0 * s, tile.x0 * s, *cond.shape[-2:]).to(dev)
             x_0 = m.start(cond, eps)
             r = realism
-            if isinstance(r, torch.Tensor):
+            if isinstance(r, str):  # "auto": the estimator's per-region dial for this tile
+                r = m.realism_map(cond).to(cond.dtype)
+            elif isinstance(r, torch.Tensor):
                 r = r[..., tile.y0 * s : (tile.y0 + tile.h) * s, tile.x0 * s : (tile.x0 + tile.w) * s].to(dev)
             if self.card.get("kind") == "student":  # OFTSR: one step, and t is the dial
                 return (x_0 + m.velocity(x_0, r if isinstance(r, torch.Tensor) else float(r), cond)).float().cpu()
@@ -178,17 +180,23 @@ class Upscaler:
         self,
         lr: torch.Tensor,
         *,
-        realism: float = 0.5,
+        realism: float | str = 0.5,
         realism_map: torch.Tensor | None = None,
         seed: int = 0,
         scale: float | None = None,
         progress=None,
     ) -> torch.Tensor:
-        """``(1,C,h,w)`` float in [0, 1] (C = 1 or 3) -> upscaled ``(1,C,H,W)`` in [0, 1] on the CPU."""
+        """``(1,C,h,w)`` float in [0, 1] (C = 1 or 3) -> upscaled ``(1,C,H,W)`` in [0, 1] on the CPU.
+
+        ``realism="auto"``: the model's RCOD estimator sets the dial per region from the LR.
+        """
         if lr.ndim != 4 or lr.shape[0] != 1 or lr.shape[1] not in (1, 3):
             raise ValueError(f"expected a (1, 1 or 3, H, W) tensor, got {tuple(lr.shape)}")
-        if not 0.0 <= realism <= 1.0:
-            raise ValueError(f"realism must be in [0, 1], got {realism}")
+        if realism == "auto":
+            if not self.model.cfg.estimator:
+                raise ValueError("realism 'auto' needs weights with a realism estimator (trained with rcod.estimator)")
+        elif not 0.0 <= realism <= 1.0:
+            raise ValueError(f"realism must be in [0, 1] or 'auto', got {realism}")
         grey = lr.shape[1] == 1
         x = lr.detach().float().cpu()
         x = x.expand(-1, 3, -1, -1).contiguous() if grey else x
@@ -219,7 +227,7 @@ class Upscaler:
             alpha = alpha[0, 0].numpy()
         return replace(pic, pixels=out[0].permute(1, 2, 0).numpy(), alpha=alpha)
 
-    def up(self, image, realism: float = 0.5, realism_map=None, seed: int = 0, scale: float | None = None):
+    def up(self, image, realism: float | str = 0.5, realism_map=None, seed: int = 0, scale: float | None = None):
         """Upscale a PIL image, a numpy array (uint8, uint16 or float in [0, 1]; HxW or HxWxC) or a
         torch tensor (CxHxW or 1xCxHxW, float in [0, 1]); returns the same kind."""
         rmap = _as_map(realism_map)

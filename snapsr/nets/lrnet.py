@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from snapsr.nets.prompt import PromptFiLM
 from snapsr.nets.registry import register
 
 
@@ -26,6 +27,7 @@ class LRNetConfig:
     blocks: int = 12
     t_features: int = 16  # Fourier features of t
     image_channels: int = 3
+    prompt_dim: int = 0  # > 0: accept visual prompt tokens of this width (RCOD's injection)
 
 
 def t_as_map(t: torch.Tensor | float, batch: int, like: torch.Tensor) -> torch.Tensor:
@@ -90,6 +92,7 @@ class LRNet(nn.Module):
             FourierTime(cfg.t_features), nn.Conv2d(cfg.t_features, C, 1), nn.SiLU(), nn.Conv2d(C, C, 1), nn.SiLU()
         )
         self.blocks = nn.ModuleList(FiLMBlock(C) for _ in range(cfg.blocks))
+        self.prompt = PromptFiLM(cfg.prompt_dim, C) if cfg.prompt_dim > 0 else None
         self.tail = nn.Conv2d(C, c * s * s, 3, padding=1)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
@@ -98,7 +101,12 @@ class LRNet(nn.Module):
     def hparams(self) -> dict:
         return asdict(self.cfg)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x_t: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor, prompt: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``prompt``: visual tokens ``(B, K, D)``, required when built with ``prompt_dim > 0``."""
+        if (prompt is None) != (self.prompt is None):
+            raise ValueError("this backbone " + ("needs" if self.prompt is not None else "takes no") + " prompt tokens")
         s = self.cfg.scale
         B, _, H, W = x_t.shape
         ph, pw = (-H) % s, (-W) % s
@@ -115,6 +123,8 @@ class LRNet(nn.Module):
         u = F.pixel_unshuffle(torch.cat([x_t.contiguous(), cond.contiguous()], dim=1), s)
         z = self.head(u.contiguous(memory_format=torch.channels_last))
         emb = self.time(t)
+        if prompt is not None:
+            emb = emb + self.prompt(prompt).to(emb.dtype)
         for block in self.blocks:
             z = block(z, emb)
         v = F.pixel_shuffle(self.tail(z).contiguous(), s)
@@ -122,18 +132,18 @@ class LRNet(nn.Module):
 
 
 @register("lrnet_s")
-def lrnet_s(*, scale: int) -> LRNet:
+def lrnet_s(*, scale: int, prompt_dim: int = 0) -> LRNet:
     """About 0.9M parameters: the CPU-fast size."""
-    return LRNet(LRNetConfig(scale=scale, channels=64, blocks=12))
+    return LRNet(LRNetConfig(scale=scale, channels=64, blocks=12, prompt_dim=prompt_dim))
 
 
 @register("lrnet_b")
-def lrnet_b(*, scale: int) -> LRNet:
+def lrnet_b(*, scale: int, prompt_dim: int = 0) -> LRNet:
     """About 4.8M parameters: the larger size, for a GPU."""
-    return LRNet(LRNetConfig(scale=scale, channels=128, blocks=16))
+    return LRNet(LRNetConfig(scale=scale, channels=128, blocks=16, prompt_dim=prompt_dim))
 
 
 @register("lrnet_t")
-def lrnet_t(*, scale: int) -> LRNet:
+def lrnet_t(*, scale: int, prompt_dim: int = 0) -> LRNet:
     """A few thousand parameters: for tests and smoke runs only."""
-    return LRNet(LRNetConfig(scale=scale, channels=8, blocks=2, t_features=4))
+    return LRNet(LRNetConfig(scale=scale, channels=8, blocks=2, t_features=4, prompt_dim=prompt_dim))

@@ -19,11 +19,14 @@ def register(name: str):
     return deco
 
 
-def create(name: str, *, scale: int) -> nn.Module:
-    """Build the backbone ``name`` for an upscaling factor ``scale``: ``f(x_t, t, cond) -> v``."""
+def create(name: str, *, scale: int, prompt_dim: int = 0) -> nn.Module:
+    """Build the backbone ``name`` for an upscaling factor ``scale``: ``f(x_t, t, cond) -> v``.
+
+    ``prompt_dim > 0`` asks for a backbone that also takes visual prompt tokens, ``f(x_t, t, cond, prompt)``.
+    """
     if name not in _REGISTRY:
         raise KeyError(f"unknown backbone {name!r}; known: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](scale=scale)
+    return _REGISTRY[name](scale=scale, prompt_dim=prompt_dim)
 
 
 def names() -> list[str]:

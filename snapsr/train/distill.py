@@ -26,8 +26,19 @@ from snapsr import weights
 from snapsr.config import DataConfig, TrainConfig, to_dict
 from snapsr.degrade import DegradeConfig
 from snapsr.flow import FlowSR
+from snapsr.losses.perception import PerceptionConfig
 from snapsr.path import expand_t
+from snapsr.rcod import RCODConfig
 from snapsr.train.loop import Recipe, RunResult, run, run_card
+from snapsr.train.student import (
+    DialTime,
+    StudentTerms,
+    calibrate_groups,
+    dial_predictors,
+    make_student,
+    one_step,  # noqa: F401  (re-exported: the student's output)
+    student_card,
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,8 @@ class DistillRunConfig:
     teacher: str = "runs/teacher_s/ema.safetensors"  # the student starts as a copy of it
     recipe: str = "oftsr"
     oftsr: OFTSRConfig = field(default_factory=OFTSRConfig)
+    rcod: RCODConfig = field(default_factory=RCODConfig)  # grouping, prompt injection, estimator
+    perception: PerceptionConfig = field(default_factory=PerceptionConfig)  # VPD-SR terms, weighted by t
     degrade: DegradeConfig = field(default_factory=DegradeConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(
@@ -55,18 +68,22 @@ class DistillRunConfig:
     )
 
 
-def one_step(student: FlowSR, x_0: torch.Tensor, cond: torch.Tensor, t) -> torch.Tensor:
-    """The student's output ``x_0 + v_phi(x_0, t)``; ``t`` may be a per-pixel map (the dial)."""
-    return x_0 + student.velocity(x_0, t, cond)
-
-
 class OFTSRLoss(nn.Module):
-    def __init__(self, student: FlowSR, teacher: FlowSR, cfg: OFTSRConfig):
+    def __init__(
+        self,
+        student: FlowSR,
+        teacher: FlowSR,
+        cfg: OFTSRConfig,
+        dial: DialTime | None = None,
+        terms: StudentTerms | None = None,
+    ):
         super().__init__()
         if cfg.teacher_solver not in ("rk2", "euler"):
             raise ValueError(f"teacher_solver must be rk2 or euler, got {cfg.teacher_solver!r}")
         self.student, self.cfg = student, cfg
         self.teacher = teacher.eval().requires_grad_(False)
+        self.dial = dial if dial is not None else DialTime(RCODConfig(), [], cfg.t_min, cfg.t_max, student.cfg.scale)
+        self.terms = terms
 
     @torch.no_grad()
     def teacher_velocity(self, x_t: torch.Tensor, t: torch.Tensor, s: torch.Tensor, cond: torch.Tensor):
@@ -91,10 +108,9 @@ class OFTSRLoss(nn.Module):
         c = self.cfg
         st = self.student
         cond = st.condition(lr)
-        B = lr.shape[0]
         eps = torch.randn(hr.shape, generator=generator).to(hr)
         x_0 = st.start(cond, eps)
-        t = (c.t_min + (c.t_max - c.t_min) * torch.rand(B, generator=generator)).to(hr)
+        t, centre = self.dial(lr, hr, generator)
         s = (t + c.dt).clamp(max=1.0)
         t_min = torch.full_like(t, c.t_min)
         # One student pass for the three times (t, s, t_min): a batch of 3B.
@@ -108,35 +124,42 @@ class OFTSRLoss(nn.Module):
         l_boot = self._dist(v_s, target).mean()
         l_bound = self._dist(v_tmin, v_psi_0).mean()
         l_align = (expand_t((1 - t) ** 2, v_t) * self._dist(v_t, v_psi_t)).mean()
-        return c.w_bootstrap * l_boot + c.w_boundary * l_bound + c.w_align * l_align
+        loss = c.w_bootstrap * l_boot + c.w_boundary * l_bound + c.w_align * l_align
+        if self.terms is not None:  # the one-step output at the dial value t is x_0 + v_t
+            loss = loss + self.terms(x_0 + v_t, hr, cond, t, centre)
+        return loss
 
 
 def build_oftsr(cfg: DistillRunConfig, device: torch.device) -> Recipe:
     teacher, t_card = weights.load_flow(cfg.teacher, device)
-    student = FlowSR(teacher.cfg).to(device)
-    student.load_state_dict(teacher.state_dict())
+    r = cfg.rcod
+    student = make_student(teacher, r, prompt=r.prompt, estimator=r.estimator).to(device)
+    boundaries = calibrate_groups(cfg, r, teacher.cfg.scale)
+    dial = DialTime(r, boundaries, cfg.oftsr.t_min, cfg.oftsr.t_max, teacher.cfg.scale)
+    terms = StudentTerms(student, r, cfg.perception).to(device)
 
     def card(step: int) -> dict:
         return weights.flow_card(
-            teacher.cfg,
+            student.cfg,
             kind="student",
             recipe="OFTSR trajectory distillation",
             oftsr=to_dict(cfg.oftsr),
+            **student_card(r, cfg.perception, boundaries),
             teacher=t_card.get("name", cfg.teacher),
             **run_card(cfg, step),
             default_steps=1,
         )
 
-    def at(t: float):
-        def predict(model: FlowSR, lr: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-            cond = model.condition(lr)
-            return one_step(model, model.start(cond, eps), cond, t)
-
-        return predict
-
-    predictors = {"t0": at(0.0), "t0.5": at(0.5), "t1": at(1.0)}
-    loss = OFTSRLoss(student, teacher, cfg.oftsr)
-    return Recipe(model=student, loss=loss, predictors=predictors, card=card, scale=teacher.cfg.scale)
+    loss = OFTSRLoss(student, teacher, cfg.oftsr, dial, terms)
+    return Recipe(
+        model=student,
+        loss=loss,
+        predictors=dial_predictors(),
+        card=card,
+        scale=teacher.cfg.scale,
+        on_step=lambda step: setattr(terms, "step", step),
+        critic=terms.critic(),
+    )
 
 
 def train_distill(cfg: DistillRunConfig, **kw) -> RunResult:

@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -44,12 +44,26 @@ def run_card(cfg, step: int) -> dict:
 
 
 @dataclass
+class Critic:
+    """A second network trained against the model (a GAN discriminator), with its own optimizer."""
+
+    module: nn.Module
+    loss: Callable[[], torch.Tensor]  # its loss on the tensors of the model's last step
+    lr: float
+    active: Callable[[int], bool]  # whether it trains at a step
+    betas: tuple[float, float] = (0.5, 0.99)
+
+
+@dataclass
 class Recipe:
     model: nn.Module  # trained, averaged into the EMA, saved
     loss: nn.Module  # forward(lr, hr, generator) -> scalar loss
     predictors: dict[str, Predictor]  # validation outputs by name
     card: Callable[[int], dict]  # weights card at a step
     scale: int
+    on_step: Callable[[int], None] | None = None  # told the step index before each step
+    state: dict[str, nn.Module] = field(default_factory=dict)  # more modules to checkpoint (a frozen reference)
+    critic: Critic | None = None
 
 
 @dataclass
@@ -130,6 +144,22 @@ def _load_resume(path: Path, cfg) -> dict:
 _RESUMABLE = {"steps", "log_every", "ckpt_every", "val_every", "out_dir", "max_bad_steps"}
 
 
+def _critic_step(critic: Critic, opt: torch.optim.Optimizer, d, amp, clip: float) -> None:
+    critic.module.requires_grad_(True)  # trainable only here, frozen while the model trains against it
+    with engine.autocast(d.device, amp):
+        loss = critic.loss()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if d.world > 1:  # the critic is not DDP-wrapped: average its gradients by hand
+        for p in critic.module.parameters():
+            if p.grad is not None:
+                torch.distributed.all_reduce(p.grad)
+                p.grad /= d.world
+    torch.nn.utils.clip_grad_norm_(critic.module.parameters(), clip)
+    opt.step()
+    critic.module.requires_grad_(False)
+
+
 def run(
     cfg,
     build: Callable[[object, torch.device], Recipe],
@@ -163,6 +193,12 @@ def run(
     )
     amp = engine.resolve_precision(tc.precision, d.device)
     scaler = torch.amp.GradScaler(d.device.type, enabled=amp == torch.float16)
+    critic = recipe.critic
+    opt_c = (
+        torch.optim.AdamW(critic.module.parameters(), lr=critic.lr, betas=critic.betas, weight_decay=0.0)
+        if critic is not None
+        else None
+    )
 
     step = 0
     if resume and ckpt_path.is_file():
@@ -173,6 +209,11 @@ def run(
         sched.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         engine.set_rng_state(state["rng"])
+        for name, module in recipe.state.items():
+            module.load_state_dict(state["state"][name])
+        if critic is not None:
+            critic.module.load_state_dict(state["critic"])
+            opt_c.load_state_dict(state["critic_optimizer"])
         step = int(state["step"])
         if d.main:
             print(f"resumed from {ckpt_path} at step {step}", file=sys.stderr)
@@ -215,6 +256,12 @@ def run(
                 "scaler": scaler.state_dict(),
                 "rng": engine.rng_state(),
                 "config": to_dict(cfg),
+                "state": {name: module.state_dict() for name, module in recipe.state.items()},
+                **(
+                    {"critic": critic.module.state_dict(), "critic_optimizer": opt_c.state_dict()}
+                    if critic is not None
+                    else {}
+                ),
             },
         )
         weights.save(out / "ema.safetensors", ema.model, recipe.card(step))
@@ -245,6 +292,8 @@ def run(
                         hr.contiguous(memory_format=torch.channels_last),
                         lr.contiguous(memory_format=torch.channels_last),
                     )
+                if recipe.on_step is not None:
+                    recipe.on_step(step)
                 with engine.autocast(d.device, amp):
                     loss = loss_fn(lr, hr, g)
                 if not torch.isfinite(loss):
@@ -264,6 +313,8 @@ def run(
                 scaler.step(opt)
                 scaler.update()
                 sched.step()
+                if critic is not None and critic.active(step):
+                    _critic_step(critic, opt_c, d, amp, tc.grad_clip)
                 ema.update(flow, step)
                 step += 1
                 consistent = True

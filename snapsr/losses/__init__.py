@@ -1,0 +1,1 @@
+"""Loss terms shared by the training recipes; each module is one concept."""

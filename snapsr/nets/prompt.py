@@ -1,0 +1,79 @@
+"""RCOD's degradation-aware visual prompt: LR image -> tokens, plus a realism estimate.
+
+A small strided conv encoder reads the (upsampled) LR image and returns
+``tokens`` ``(B, K, D)``: a ``sqrt(K) x sqrt(K)`` grid of pooled features, which condition the
+backbone in place of a text prompt (visual prompt injection, see ``PromptFiLM``), and
+``level`` ``(B, 1, h, w)``: a per-region estimate in [0, 1] of the dial value that RCOD's
+degradation grouping gives inputs like this one (``--realism auto``). Training the level
+head on the grouping's targets is what makes the shared features degradation-aware.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    tokens: int = 16  # a square number: a 4 x 4 grid
+    dim: int = 64
+    channels: int = 32
+    image_channels: int = 3
+
+
+class DegradationEncoder(nn.Module):
+    def __init__(self, cfg: PromptConfig, scale: int):
+        super().__init__()
+        side = math.isqrt(cfg.tokens)
+        if side * side != cfg.tokens:
+            raise ValueError(f"prompt tokens must be a square number, got {cfg.tokens}")
+        self.cfg, self.scale, self.side = cfg, scale, side
+        c = cfg.channels
+        self.features = nn.Sequential(
+            nn.Conv2d(cfg.image_channels, c, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(c, c, 3, stride=2, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(c, 2 * c, 3, stride=2, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(2 * c, 2 * c, 3, padding=1),
+            nn.SiLU(),
+        )
+        self.to_tokens = nn.Linear(2 * c, cfg.dim)
+        self.level = nn.Conv2d(2 * c, 1, 1)
+
+    def forward(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``cond = up(LR)`` (HR size) -> ``(tokens (B,K,D), level (B,1,h,w) in [0,1] at LR/4 size)``."""
+        # Read the LR content at LR resolution: up(LR) carries nothing more.
+        lr = F.avg_pool2d(cond.float(), self.scale) if self.scale > 1 else cond.float()
+        h = self.features(lr)
+        grid = F.adaptive_avg_pool2d(h, self.side).flatten(2).transpose(1, 2)  # (B, K, 2c)
+        return self.to_tokens(grid), torch.sigmoid(self.level(h))
+
+
+class PromptFiLM(nn.Module):
+    """Tokens -> one vector added to the backbone's time embedding, by attention pooling.
+
+    A learned query attends over the tokens (a one-query cross-attention), so the network
+    chooses which regions' degradation cues matter; zero-initialised output, so adding a
+    prompt to a trained backbone starts as the identity.
+    """
+
+    def __init__(self, dim: int, channels: int):
+        super().__init__()
+        self.query = nn.Parameter(torch.randn(dim) / math.sqrt(dim))
+        self.key = nn.Linear(dim, dim)
+        self.out = nn.Sequential(nn.Linear(dim, channels), nn.SiLU(), nn.Linear(channels, channels))
+        nn.init.zeros_(self.out[-1].weight)
+        nn.init.zeros_(self.out[-1].bias)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # (B,K,D) -> (B,C,1,1)
+        tokens = tokens.float()
+        attn = torch.softmax(self.key(tokens) @ self.query / math.sqrt(tokens.shape[-1]), dim=1)  # (B,K)
+        pooled = (attn.unsqueeze(-1) * tokens).sum(1)
+        return self.out(pooled)[:, :, None, None]

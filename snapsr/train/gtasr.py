@@ -1,0 +1,192 @@
+"""GTASR: one-step SR by consistency training, no teacher (Deng et al. 2026, arXiv 2602.24240).
+
+The consistency function on our path predicts the HR end from any state,
+``f(x, t) = x + (1 - t) v(x, t)`` (exactly the identity at t = 1), and the one-step output
+from the start state is ``f(x_0, 0) = x_0 + v(x_0, 0)``: the student's output at dial 0.
+
+Stage I, every step:
+  consistency  ``C(f(x_t, t), SG f(x_s, s))`` for adjacent points ``t < s`` of a power-law
+               time grid on the ground-truth path ``x_t = t x_1 + (1 - t) x_0`` (same x_0), the
+               grid refined over training (improved consistency training's doubling schedule);
+  trajectory alignment
+               the one-step output ``x^ = f(x_0, 0)``, re-noised to a random ``tau`` with fresh
+               noise, ``x^_tau = tau x^ + (1 - tau) x_0'``, must give the same prediction as the
+               ground truth re-noised with the same noise: ``C(f(x^_tau, tau), SG f(x_tau, tau))``;
+               the gradient flows through ``x^``, so the whole path, not only its end, pulls
+               the one-step output onto the data trajectory;
+  pixel        ``C(x_0 + v(x_0, t_d), x_1)`` at the dial value ``t_d`` (uniform, or RCOD's group).
+Stage II, from ``stage2_start`` (Dual-Reference Structural Rectification):
+  the Sobel edge maps of the one-step output against those of a frozen copy of the model
+  (refreshed every ``refresh_every`` steps: a slowly moving structural anchor) and against
+  the ground truth's edge maps.
+``C`` is the Charbonnier distance. VPD-SR's perception terms and RCOD apply as in every student.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+from snapsr import weights
+from snapsr.config import DataConfig, FlowConfig, TrainConfig, to_dict
+from snapsr.degrade import DegradeConfig
+from snapsr.flow import FlowSR
+from snapsr.losses.perception import PerceptionConfig
+from snapsr.losses.pixel import charbonnier, edge_loss
+from snapsr.path import expand_t
+from snapsr.rcod import RCODConfig
+from snapsr.train.loop import Recipe, RunResult, run, run_card
+from snapsr.train.student import DialTime, StudentTerms, calibrate_groups, dial_predictors, make_student, student_card
+
+
+@dataclass(frozen=True)
+class GTASRConfig:
+    # Stage I
+    n_start: int = 10  # time-grid intervals at the start of training ...
+    n_end: int = 160  # ... doubled in equal stages up to this: adjacent points move closer
+    rho: float = 2.0  # power-law grid t_i = 1 - (1 - i/N)^rho, denser towards the data end
+    w_consistency: float = 1.0
+    w_ta: float = 1.0
+    w_pixel: float = 1.0
+    charbonnier_eps: float = 1e-3
+    # Stage II: Dual-Reference Structural Rectification
+    stage2_start: int = -1  # first step of stage II; -1: never
+    refresh_every: int = 500  # steps between refreshes of the frozen reference
+    w_ref: float = 0.5  # edges against the frozen reference's output
+    w_edge: float = 0.5  # edges against the ground truth's
+
+
+@dataclass(frozen=True)
+class GTASRRunConfig:
+    init: str = ""  # weights to start from (e.g. a flow teacher: faster than random); "" = random
+    recipe: str = "gtasr"
+    flow: FlowConfig = field(default_factory=FlowConfig)  # the architecture when init is ""
+    gtasr: GTASRConfig = field(default_factory=GTASRConfig)
+    rcod: RCODConfig = field(default_factory=RCODConfig)
+    perception: PerceptionConfig = field(default_factory=PerceptionConfig)
+    degrade: DegradeConfig = field(default_factory=DegradeConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(out_dir="runs/gtasr_s", lr=1e-4, warmup=200, val_steps=(1,))
+    )
+
+
+def time_grid_size(cfg: GTASRConfig, step: int, total: int) -> int:
+    """Intervals of the grid at ``step``: n_start doubled in equal stages up to n_end."""
+    doublings = max(0, math.ceil(math.log2(cfg.n_end / cfg.n_start)))
+    stage = min(doublings, step * (doublings + 1) // max(total, 1))
+    return min(cfg.n_start * 2**stage, cfg.n_end)
+
+
+def grid_time(i: torch.Tensor, n: int, rho: float) -> torch.Tensor:
+    return 1 - (1 - i.float() / n).clamp(0, 1) ** rho
+
+
+class GTASRLoss(nn.Module):
+    def __init__(self, student: FlowSR, reference: FlowSR, cfg: GTASRConfig, total_steps: int, dial, terms):
+        super().__init__()
+        self.student, self.cfg, self.total = student, cfg, total_steps
+        self.reference = reference.eval().requires_grad_(False)
+        self.dial, self.terms = dial, terms
+        self.step = 0
+
+    def f(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """The consistency function ``x + (1 - t) v(x, t)``: the predicted HR end of the path through x."""
+        return x + expand_t(1 - t, x) * self.student.velocity(x, t, cond)
+
+    @property
+    def stage2(self) -> bool:
+        return 0 <= self.cfg.stage2_start <= self.step
+
+    def on_step(self, step: int) -> None:
+        self.step = step
+        self.terms.step = step
+        c = self.cfg
+        if self.stage2 and (step - c.stage2_start) % c.refresh_every == 0:
+            self.reference.load_state_dict(self.student.state_dict())
+
+    def forward(self, lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        c, st = self.cfg, self.student
+        C = lambda a, b: charbonnier(a, b, c.charbonnier_eps)  # noqa: E731
+        cond = st.condition(lr)
+        B = hr.shape[0]
+        rand = lambda *shape: torch.randn(shape, generator=generator).to(hr)  # noqa: E731
+        x_0 = st.start(cond, rand(*hr.shape))
+        t_d, centre = self.dial(lr, hr, generator)
+        n = time_grid_size(c, self.step, self.total)
+        i = torch.randint(0, n, (B,), generator=generator)
+        t, s = grid_time(i, n, c.rho).to(hr), grid_time(i + 1, n, c.rho).to(hr)
+        x_t = expand_t(t, hr) * hr + expand_t(1 - t, hr) * x_0
+        x_s = expand_t(s, hr) * hr + expand_t(1 - s, hr) * x_0
+        zeros = torch.zeros_like(t)
+
+        # One pass with gradients for the dial output, the dial-0 output and the consistency point.
+        three = torch.cat([x_0, x_0, x_t])
+        times = torch.cat([t_d, zeros, t])
+        v = st.velocity(three, times, cond.repeat(3, 1, 1, 1)).float()
+        out = x_0 + v[:B]
+        out_0 = x_0 + v[B : 2 * B]
+        f_t = x_t + expand_t(1 - t, x_t) * v[2 * B :]
+
+        tau = torch.rand(B, generator=generator).to(hr)
+        x_0b = st.start(cond, rand(*hr.shape))  # fresh noise for the re-noising
+        y_tau = expand_t(tau, hr) * hr + expand_t(1 - tau, hr) * x_0b
+        with torch.no_grad():
+            f_s, f_y = self.f(torch.cat([x_s, y_tau]), torch.cat([s, tau]), cond.repeat(2, 1, 1, 1)).float().chunk(2)
+        hat_tau = expand_t(tau, hr) * out_0 + expand_t(1 - tau, hr) * x_0b
+        f_hat = self.f(hat_tau, tau, cond).float()
+
+        loss = c.w_consistency * C(f_t, f_s) + c.w_ta * C(f_hat, f_y) + c.w_pixel * C(out, hr)
+        if self.stage2:
+            with torch.no_grad():
+                ref = (x_0 + self.reference.velocity(x_0, t_d, cond)).float()
+            loss = loss + c.w_ref * edge_loss(out, ref) + c.w_edge * edge_loss(out, hr)
+        return loss + self.terms(out, hr, cond, t_d, centre)
+
+
+def build_gtasr(cfg: GTASRRunConfig, device: torch.device) -> Recipe:
+    r = cfg.rcod
+    if cfg.init:
+        base, _ = weights.load_flow(cfg.init)
+    else:
+        base = FlowSR(cfg.flow)
+    student = make_student(base, r, prompt=r.prompt, estimator=r.estimator).to(device)
+    reference = copy.deepcopy(student)
+    scale = student.cfg.scale
+    boundaries = calibrate_groups(cfg, r, scale)
+    dial = DialTime(r, boundaries, 0.0, 1.0, scale)
+    terms = StudentTerms(student, r, cfg.perception).to(device)
+    loss = GTASRLoss(student, reference, cfg.gtasr, cfg.train.steps, dial, terms)
+
+    def card(step: int) -> dict:
+        return weights.flow_card(
+            student.cfg,
+            kind="student",
+            recipe="GTASR consistency training",
+            gtasr=to_dict(cfg.gtasr),
+            **student_card(r, cfg.perception, boundaries),
+            **({"init": cfg.init} if cfg.init else {}),
+            **run_card(cfg, step),
+            default_steps=1,
+        )
+
+    return Recipe(
+        model=student,
+        loss=loss,
+        predictors=dial_predictors(),
+        card=card,
+        scale=scale,
+        on_step=loss.on_step,
+        state={"reference": reference},
+        critic=terms.critic(),
+    )
+
+
+def train_gtasr(cfg: GTASRRunConfig, **kw) -> RunResult:
+    if cfg.recipe != "gtasr":
+        raise ValueError(f"GTASRRunConfig runs the gtasr recipe, not {cfg.recipe!r}")
+    return run(cfg, build_gtasr, **kw)

@@ -1,0 +1,111 @@
+"""What every one-step student recipe shares: the dial's time per sample (uniform, or RCOD's
+degradation groups), RCOD's estimator term, VPD-SR's perception terms and their critic.
+
+A student's output is ``x_0 + v(x_0, t)`` with ``t`` the realism dial. The perception terms
+are weighted by ``t`` per image, so low dial values stay fidelity-driven and high ones are
+pushed towards realism; the estimator learns to predict each sample's dial value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn as nn
+
+from snapsr import rcod
+from snapsr.flow import FlowSR
+from snapsr.losses.perception import PerceptionConfig, PerceptionLoss
+from snapsr.rcod import RCODConfig
+from snapsr.train.loop import Critic
+
+
+def make_student(base: FlowSR, r: RCODConfig, *, prompt: bool, estimator: bool) -> FlowSR:
+    """A student starting as ``base`` (teacher or reference), with RCOD's encoder added if asked."""
+    cfg = dataclasses.replace(base.cfg, prompt=prompt, estimator=estimator)
+    student = FlowSR(cfg)
+    missing, unexpected = student.load_state_dict(base.state_dict(), strict=False)
+    new = ("encoder.", "backbone.prompt.")
+    if unexpected or any(not k.startswith(new) for k in missing):
+        raise ValueError(f"cannot start the student from these weights: missing {missing}, unexpected {unexpected}")
+    return student
+
+
+class DialTime(nn.Module):
+    """Draws each sample's dial time: uniform in [lo, hi], or from its RCOD group."""
+
+    def __init__(self, r: RCODConfig, boundaries: list[float], lo: float, hi: float, scale: int):
+        super().__init__()
+        self.r, self.boundaries, self.lo, self.hi, self.scale = r, boundaries, lo, hi, scale
+
+    def forward(self, lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator):
+        """``(t, centre)``: per-image times, and with grouping the group centres (the estimator's target)."""
+        B = hr.shape[0]
+        if self.r.groups <= 0:
+            return (self.lo + (self.hi - self.lo) * torch.rand(B, generator=generator)).to(hr), None
+        group = rcod.group_of(rcod.similarity(lr, hr, self.scale).cpu(), self.boundaries)
+        t = rcod.group_time(group, self.r.groups, self.lo, self.hi, generator, self.r.jitter)
+        centre = rcod.group_time(group, self.r.groups, self.lo, self.hi, None, jitter=False)
+        return t.to(hr), centre.to(hr)
+
+
+class StudentTerms(nn.Module):
+    """RCOD's estimator term and the perception terms on a one-step output at dial ``t``."""
+
+    def __init__(self, student: FlowSR, r: RCODConfig, p: PerceptionConfig):
+        super().__init__()
+        self.student, self.r = student, r
+        self.perception = PerceptionLoss(p) if p.active else None
+        self.step = 0
+        self._last = None  # (fake, hr, cond) for the critic
+
+    def forward(self, out: torch.Tensor, hr: torch.Tensor, cond: torch.Tensor, t: torch.Tensor, centre) -> torch.Tensor:
+        total = out.new_zeros((), dtype=torch.float32)
+        if self.student.cfg.estimator:
+            if centre is None:
+                raise ValueError("the realism estimator needs RCOD grouping (rcod.groups > 0) for its targets")
+            total = total + self.r.w_estimator * rcod.estimator_loss(self.student.encoder(cond)[1], centre)
+        if self.perception is not None:
+            total = total + self.perception(out, hr, cond, self.step, weight=t.detach().float())
+            self._last = (out.detach(), hr, cond)
+        return total
+
+    def critic(self) -> Critic | None:
+        if self.perception is None or self.perception.critic is None:
+            return None
+        pc = self.perception.cfg
+
+        def loss():
+            fake, hr, cond = self._last
+            return self.perception.critic_loss(fake.float(), hr.float(), cond.float())
+
+        active = lambda step: step >= pc.adv_start and self._last is not None  # noqa: E731
+        return Critic(self.perception.critic, loss, pc.d_lr, active)
+
+
+def calibrate_groups(cfg, r: RCODConfig, scale: int) -> list[float]:
+    return rcod.calibrate(cfg, scale, r.groups, r.calib_batches) if r.groups > 0 else []
+
+
+def student_card(r: RCODConfig, p: PerceptionConfig, boundaries: list[float]) -> dict:
+    from snapsr.config import to_dict
+
+    return {"rcod": {**to_dict(r), "boundaries_psnr": boundaries}, "perception": to_dict(p)}
+
+
+def one_step(student: FlowSR, x_0: torch.Tensor, cond: torch.Tensor, t) -> torch.Tensor:
+    """The student's output ``x_0 + v(x_0, t)``; ``t`` may be a per-pixel map (the dial)."""
+    return x_0 + student.velocity(x_0, t, cond)
+
+
+def dial_predictors(values=(0.0, 0.5, 1.0)) -> dict:
+    """Validation outputs of a student at a few dial values."""
+
+    def at(t: float):
+        def predict(model: FlowSR, lr: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+            cond = model.condition(lr)
+            return one_step(model, model.start(cond, eps), cond, t)
+
+        return predict
+
+    return {f"t{t:g}": at(t) for t in values}

@@ -1,0 +1,108 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from snapsr.losses.adversarial import PatchDiscriminator, d_hinge, g_hinge
+from snapsr.losses.hfp import haar_bands, hfp_loss
+from snapsr.losses.perception import PerceptionConfig, PerceptionLoss
+from snapsr.losses.pixel import charbonnier, edge_loss, sobel
+
+
+def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    r = int(3 * sigma) + 1
+    k = torch.exp(-(torch.arange(-r, r + 1).float() ** 2) / (2 * sigma**2))
+    k = (k / k.sum()).view(1, 1, 1, -1).repeat(3, 1, 1, 1)
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k, groups=3)
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.transpose(-1, -2), groups=3)
+
+
+def test_charbonnier_and_edges_zero_at_equal_positive_with_gradient_otherwise():
+    a = torch.rand(2, 3, 16, 16)
+    assert charbonnier(a, a).abs() < 1e-7 and edge_loss(a, a).abs() < 1e-7
+    b = (a + 0.1 * torch.randn_like(a)).requires_grad_(True)
+    for fn in (charbonnier, edge_loss):
+        loss = fn(b, a)
+        (g,) = torch.autograd.grad(loss, b)
+        assert loss > 0 and g.abs().sum() > 0
+
+
+def test_sobel_sees_edges_not_flat_or_shifted_levels():
+    flat = torch.full((1, 3, 8, 8), 0.3)
+    assert sobel(flat).abs().max() < 1e-7 and sobel(flat + 0.5).abs().max() < 1e-7
+    step = torch.zeros(1, 1, 8, 8)
+    step[..., 4:] = 1
+    g = sobel(step)
+    assert g.shape == (1, 2, 8, 8) and g[0, 0, :, 3:5].min() > 0 and g[0, 1].abs().max() < 1e-7
+
+
+def test_haar_is_orthonormal():
+    x = torch.rand(1, 3, 8, 10)
+    ll, hi = haar_bands(x)
+    assert torch.allclose(ll.pow(2).sum() + hi.pow(2).sum(), x.pow(2).sum(), rtol=1e-5)
+
+
+def test_hfp_zero_for_identical_grows_with_blur():
+    torch.manual_seed(0)
+    hr = torch.rand(2, 3, 32, 32)
+    assert hfp_loss(hr, hr) == 0
+    losses = [hfp_loss(blur(hr, s), hr).item() for s in (0.5, 1.0, 2.0)]
+    assert 0 < losses[0] < losses[1] < losses[2]
+    sr = blur(hr, 1.0).requires_grad_(True)
+    (g,) = torch.autograd.grad(hfp_loss(sr, hr), sr)
+    assert g.abs().sum() > 0
+
+
+def test_hinge_losses_and_discriminator():
+    big = torch.full((4,), 2.0)
+    assert d_hinge(big, -big) == 0 and d_hinge(-big, big) == 6
+    assert g_hinge(big) == -2
+    d = PatchDiscriminator(channels=8, layers=2)
+    logits = d(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32))
+    assert logits.shape[0] == 2 and logits.shape[1] == 1 and logits.shape[-1] >= 2
+
+
+def test_perception_loss_weights_per_image_and_adversarial_ramp():
+    cfg = PerceptionConfig(w_hfp=1.0, w_adv=0.5, adv_start=10, adv_ramp=4, d_channels=8)
+    p = PerceptionLoss(cfg)
+    hr, cond = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    sr = blur(hr, 1.0)
+    assert p(sr, hr, cond, step=0, weight=0.0) == 0
+    full, half = p(sr, hr, cond, step=0, weight=1.0), p(sr, hr, cond, step=0, weight=torch.tensor([1.0, 0.0]))
+    assert full > 0 and half > 0
+    assert [p.adv_weight(k) for k in (9, 10, 13, 100)] == [0.0, 0.125, 0.5, 0.5]
+    # the critic stays frozen while the generator's loss is computed
+    assert not any(q.requires_grad for q in p.critic.parameters())
+    p(sr.requires_grad_(True), hr, cond, step=20).backward()
+    assert all(q.grad is None for q in p.critic.parameters())
+
+
+def test_missing_local_weights_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="lpips_dir"):
+        PerceptionLoss(PerceptionConfig(w_lpips=1.0))
+    with pytest.raises(FileNotFoundError, match="vgg16-397923af.pth"):
+        PerceptionLoss(PerceptionConfig(w_lpips=1.0, lpips_dir=str(tmp_path)))
+    with pytest.raises(FileNotFoundError, match="clip_path"):
+        PerceptionLoss(PerceptionConfig(w_semantic=1.0))
+    with pytest.raises(FileNotFoundError, match="not a CLIP folder"):
+        PerceptionLoss(PerceptionConfig(w_semantic=1.0, clip_path=str(tmp_path / "nowhere")))
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+        PerceptionLoss(PerceptionConfig(w_semantic=1.0, clip_path=str(tmp_path)))
+
+
+def test_semantic_supervision_with_a_tiny_random_clip(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.CLIPVisionConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        image_size=32, patch_size=8, projection_dim=8,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    transformers.CLIPVisionModelWithProjection(cfg).save_pretrained(tmp_path / "clip")
+    p = PerceptionLoss(PerceptionConfig(w_semantic=1.0, clip_path=str(tmp_path / "clip")))
+    hr, cond = torch.rand(2, 3, 40, 40), torch.rand(2, 3, 40, 40)
+    assert p(hr, hr, cond, step=0).abs() < 1e-5
+    sr = torch.rand(2, 3, 40, 40, requires_grad=True)
+    loss = p(sr, hr, cond, step=0)
+    loss.backward()
+    assert loss > 0 and sr.grad.abs().sum() > 0
+    assert not any(q.requires_grad for q in p.semantic.parameters())

@@ -1,0 +1,176 @@
+import dataclasses
+
+import pytest
+import torch
+
+from snapsr import checkpoint, rcod, weights
+from snapsr.config import DataConfig, FlowConfig, TrainConfig
+from snapsr.flow import FlowSR
+from snapsr.losses.perception import PerceptionConfig
+from snapsr.nets import create
+from snapsr.rcod import RCODConfig
+from snapsr.train.distill import DistillRunConfig, train_distill
+from snapsr.train.gtasr import GTASRConfig, GTASRLoss, GTASRRunConfig, grid_time, time_grid_size, train_gtasr
+from snapsr.train.student import DialTime, make_student
+from snapsr.upscaler import Upscaler
+
+from .test_distill import perturbed
+
+
+def tiny_train(out, steps=4, **kw) -> TrainConfig:
+    return TrainConfig(
+        out_dir=str(out), steps=steps, batch_size=2, lr=1e-3, warmup=1, precision="fp32",
+        ckpt_every=2, val_every=steps, val_steps=(1,), **kw,
+    )  # fmt: skip
+
+
+def tiny_data(photo_dir) -> DataConfig:
+    return DataConfig(train_dir=str(photo_dir), val_dir=str(photo_dir), crop=32, val_crop=32, val_images=1)
+
+
+# -- RCOD --------------------------------------------------------------------------
+
+
+def test_groups_follow_similarity_and_times_stay_in_their_slice():
+    sim = torch.tensor([40.0, 30.0, 25.0, 20.0, 35.0])
+    g = rcod.group_of(sim, [33.0, 28.0, 22.0])  # 4 groups, boundaries descending
+    assert g.tolist() == [0, 1, 2, 3, 0]
+    t = rcod.group_time(g, 4, 0.0, 1.0, torch.Generator().manual_seed(0))
+    assert ((t >= g / 4) & (t <= (g + 1) / 4)).all()
+    assert rcod.group_time(g, 4, 0.0, 1.0, None, jitter=False).tolist() == [0.125, 0.375, 0.625, 0.875, 0.125]
+    hr = torch.rand(3, 3, 16, 16)
+    lr = torch.nn.functional.avg_pool2d(hr, 4)
+    noisy = lr + 0.2 * torch.randn_like(lr)
+    assert (rcod.similarity(noisy, hr, 4) < rcod.similarity(lr, hr, 4)).all()
+
+
+def test_calibration_splits_the_runs_data_into_equal_groups(photo_dir):
+    cfg = GTASRRunConfig(data=tiny_data(photo_dir), train=tiny_train("unused"))
+    b = rcod.calibrate(cfg, 4, groups=3, batches=4)
+    assert len(b) == 2 and b[0] > b[1]
+    assert b == rcod.calibrate(cfg, 4, groups=3, batches=4)  # deterministic: resumes agree
+
+
+def test_prompt_backbone_forward_backward_and_guards():
+    net = create("lrnet_t", scale=4, prompt_dim=8)
+    x, cond = torch.rand(2, 3, 20, 28), torch.rand(2, 3, 20, 28)
+    tokens = torch.randn(2, 4, 8, requires_grad=True)
+    for t in (torch.rand(2), torch.rand(2, 1, 20, 28)):
+        v = net(x, t, cond, prompt=tokens)
+        assert v.shape == x.shape
+        v.square().mean().backward()
+    with pytest.raises(ValueError, match="needs prompt"):
+        net(x, 0.5, cond)
+    with pytest.raises(ValueError, match="takes no prompt"):
+        create("lrnet_t", scale=4)(x, 0.5, cond, prompt=tokens)
+
+
+def test_student_with_rcod_encoder_starts_as_its_teacher_and_estimates_in_range():
+    teacher = perturbed(FlowConfig(scale=4, backbone="lrnet_t"), 3).eval()
+    student = make_student(teacher, RCODConfig(), prompt=True, estimator=True).eval()
+    lr = torch.rand(2, 3, 12, 10)
+    cond = teacher.condition(lr)
+    x = torch.rand_like(cond)
+    assert torch.allclose(student.velocity(x, 0.3, cond), teacher.velocity(x, 0.3, cond), atol=1e-6)
+    level = student.realism_map(cond)
+    assert level.shape == (2, 1, 48, 40) and level.min() >= 0 and level.max() <= 1
+    with pytest.raises(ValueError, match="no realism estimator"):
+        teacher.realism_map(cond)
+    other = FlowSR(FlowConfig(scale=4, backbone="lrnet_s"))
+    with pytest.raises(RuntimeError):
+        make_student(other, RCODConfig(), prompt=False, estimator=False).load_state_dict(teacher.state_dict())
+
+
+def test_dial_time_uniform_or_by_group():
+    hr = torch.rand(4, 3, 16, 16)
+    lr = torch.nn.functional.avg_pool2d(hr, 4)
+    g = torch.Generator().manual_seed(0)
+    t, centre = DialTime(RCODConfig(), [], 0.1, 0.9, 4)(lr, hr, g)
+    assert centre is None and ((t >= 0.1) & (t <= 0.9)).all()
+    lr[2:] += 0.3 * torch.randn_like(lr[2:])  # two images far more degraded
+    sim = rcod.similarity(lr, hr, 4)
+    mid = float((sim[:2].min() + sim[2:].max()) / 2)
+    assert sim[:2].min() > sim[2:].max()
+    t, centre = DialTime(RCODConfig(groups=2, jitter=False), [mid], 0.0, 1.0, 4)(lr, hr, g)
+    assert centre.tolist() == [0.25, 0.25, 0.75, 0.75] and torch.equal(t, centre)
+
+
+# -- GTASR -----------------------------------------------------------------------------
+
+
+def test_gtasr_time_grid_and_consistency_function():
+    cfg = GTASRConfig(n_start=10, n_end=80)
+    sizes = [time_grid_size(cfg, k, 100) for k in range(0, 100, 5)]
+    assert sizes[0] == 10 and sizes[-1] == 80 and sizes == sorted(sizes)
+    ts = grid_time(torch.arange(0, 11), 10, 2.0)
+    assert ts[0] == 0 and ts[-1] == 1 and (ts.diff() > 0).all() and ts.diff()[-1] < ts.diff()[0]
+    model = perturbed(FlowConfig(scale=4, backbone="lrnet_t"), 4)
+    loss = GTASRLoss(model, model, cfg, 10, None, None)
+    x, cond = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    assert torch.equal(loss.f(x, torch.ones(1), cond), x)  # f is the identity at the data end
+    assert torch.allclose(loss.f(x, torch.zeros(1), cond), x + model.velocity(x, 0.0, cond))
+
+
+def test_gtasr_smoke_resume_with_stage2_reference(photo_dir, tmp_path):
+    cfg = GTASRRunConfig(
+        flow=FlowConfig(scale=4, backbone="lrnet_t"),
+        gtasr=GTASRConfig(n_start=2, n_end=8, stage2_start=1, refresh_every=2),
+        data=tiny_data(photo_dir),
+        train=tiny_train(tmp_path / "g", steps=5),
+    )
+    full = train_gtasr(
+        dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, out_dir=str(tmp_path / "f"))), progress=False
+    )
+    assert all(torch.isfinite(torch.tensor(v)) for v in full.losses.values())
+    train_gtasr(cfg, progress=False, stop_at=2)
+    state = checkpoint.load(tmp_path / "g" / "checkpoint.pt")
+    assert "reference" in state["state"]
+    rest = train_gtasr(cfg, resume=True, progress=False)
+    assert rest.losses[5] == full.losses[5]
+    card = weights.read_card(tmp_path / "g" / "ema.safetensors")
+    assert card["kind"] == "student" and card["recipe"].startswith("GTASR")
+
+
+FLAGS = [
+    dict(rcod=RCODConfig(groups=2, calib_batches=2)),
+    dict(rcod=RCODConfig(groups=3, calib_batches=2, prompt=True, estimator=True)),
+    dict(rcod=RCODConfig(prompt=True)),
+    dict(perception=PerceptionConfig(w_hfp=0.5)),
+    dict(perception=PerceptionConfig(w_adv=0.1, adv_start=1, adv_ramp=1, d_channels=8)),
+]
+
+
+@pytest.mark.parametrize("recipe", ["oftsr", "gtasr"])
+@pytest.mark.parametrize("flags", FLAGS, ids=["groups", "groups+prompt+estimator", "prompt", "hfp", "adv"])
+def test_every_recipe_and_flag_combination_trains(recipe, flags, photo_dir, tmp_path):
+    fcfg = FlowConfig(scale=4, backbone="lrnet_t")
+    base = weights.save(tmp_path / "t.safetensors", perturbed(fcfg, 2), weights.flow_card(fcfg, kind="teacher"))
+    common = dict(data=tiny_data(photo_dir), train=tiny_train(tmp_path / "run", steps=3), **flags)
+    if recipe == "oftsr":
+        res = train_distill(DistillRunConfig(teacher=str(base), **common), progress=False)
+    else:
+        res = train_gtasr(GTASRRunConfig(init=str(base), **common), progress=False)
+    assert len(res.losses) == 3 and all(torch.isfinite(torch.tensor(v)) for v in res.losses.values())
+    state = checkpoint.load(tmp_path / "run" / "checkpoint.pt")
+    if "perception" in flags and flags["perception"].w_adv > 0:
+        assert state["critic_optimizer"]["state"], "the critic never stepped"
+    up = Upscaler.from_pretrained(tmp_path / "run" / "ema.safetensors")
+    x = torch.rand(1, 3, 8, 8)
+    assert up.upscale_tensor(x, realism=0.2).shape == (1, 3, 32, 32)
+    if up.model.cfg.estimator:
+        auto = up.upscale_tensor(x, realism="auto")
+        assert auto.shape == (1, 3, 32, 32) and torch.isfinite(auto).all()
+    else:
+        with pytest.raises(ValueError, match="realism estimator"):
+            up.upscale_tensor(x, realism="auto")
+
+
+def test_estimator_needs_grouping(photo_dir, tmp_path):
+    cfg = GTASRRunConfig(
+        flow=FlowConfig(scale=4, backbone="lrnet_t"),
+        rcod=RCODConfig(estimator=True),
+        data=tiny_data(photo_dir),
+        train=tiny_train(tmp_path / "e", steps=1),
+    )
+    with pytest.raises(ValueError, match="needs RCOD grouping"):
+        train_gtasr(cfg, progress=False)
