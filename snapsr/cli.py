@@ -173,6 +173,12 @@ def degrade(hr_dir, output, scale, seed, mode, max_size):
 @click.option("--plot-metric", default="niqe", show_default=True, help="The plot's x axis: niqe, or lpips.")
 @click.option("--strip", "strip_path", type=click.Path(dir_okay=False), help="Crops of the first image per dial value.")
 @click.option("--metric-weights", type=click.Path(file_okay=False), help="Folder with learned metrics' weights.")
+@click.option(
+    "--learned",
+    default="lpips",
+    show_default=True,
+    help="Learned metrics to compute with --metric-weights: lpips,dists.",
+)
 def eval_cmd(
     sr_dirs,
     hr_dir,
@@ -190,9 +196,10 @@ def eval_cmd(
     plot_metric,
     strip_path,
     metric_weights,
+    learned,
 ):
     """Score SR results against HR, beside bicubic: PSNR/SSIM (RGB and Y, BasicSR conventions),
-    the high-frequency energy ratio, NIQE, and LPIPS when its weights are given."""
+    the high-frequency energy ratio, NIQE, and LPIPS/DISTS from local weights (--metric-weights)."""
     from snapsr import evaluate
     from snapsr.flow import upsample
 
@@ -201,8 +208,8 @@ def eval_cmd(
         from snapsr.perceptual import learned_metrics
 
         try:
-            extra = learned_metrics(Path(metric_weights))
-        except FileNotFoundError as e:
+            extra = learned_metrics(Path(metric_weights), tuple(n.strip() for n in learned.split(",") if n.strip()))
+        except (FileNotFoundError, ValueError) as e:
             raise click.ClickException(str(e)) from e
     results = []
     for item in sr_dirs:

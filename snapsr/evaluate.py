@@ -114,16 +114,16 @@ def first_crop(run, lr_dir: Path, hr_dir: Path, size: int = 192) -> np.ndarray:
 
 
 def _fmt(key: str, value: float) -> str:
-    return (
-        f"{value:.4f}" if "ssim" in key else f"{value:.3f}" if key in ("hf_ratio", "niqe", "lpips") else f"{value:.2f}"
-    )
+    if "ssim" in key:
+        return f"{value:.4f}"
+    return f"{value:.3f}" if key in ("hf_ratio", "niqe", "lpips", "dists") else f"{value:.2f}"
 
 
 def format_table(results: list[Scores], keys=None) -> str:
     """A Markdown table of the mean scores, one row per method."""
     if keys is None:
         present = {k for r in results for v in r.per_image.values() for k in v}
-        order = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "hf_ratio", "niqe", "lpips")
+        order = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "hf_ratio", "niqe", "lpips", "dists")
         keys = [k for k in order if k in present] + sorted(present - set(order))
     lines = ["| method | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
     for r in results:

@@ -159,3 +159,32 @@ def test_pairing_of_common_dataset_layouts():
     assert pair_key("dped_12_x4") == pair_key("dped_12_x1") == "dped_12"  # DRealSR
     assert pair_key("photo_x2.5") == pair_key("photo") == "photo"  # snapsr outputs
     assert pair_key("Garden") == "Garden" and pair_key("HR") == "HR"  # nothing left: keep the name
+
+
+def test_dists_from_local_weights_and_in_eval(tmp_path):
+    import torch
+
+    from snapsr.perceptual import DISTS
+
+    folder = tiny_lpips_weights(tmp_path / "w", width=4)
+    g = torch.Generator().manual_seed(1)
+    n = 3 + 5 * 4
+    torch.save({"alpha": torch.rand(1, n, 1, 1, generator=g), "beta": torch.rand(1, n, 1, 1, generator=g)},
+               folder / "DISTS_weights.pt")  # fmt: skip
+    d = DISTS.from_files(folder)
+    a = torch.from_numpy(smooth_image(64, 64, 0)).permute(2, 0, 1)[None].float() / 255
+    blur = torch.nn.functional.avg_pool2d(a, 5, 1, 2, count_include_pad=False)
+    assert abs(d(a, a).item()) < 1e-5
+    assert 0 < d(a, blur).item() < d(a, torch.rand_like(a)).item()
+    big = torch.rand(1, 3, 300, 400)
+    assert torch.isfinite(d(big, big.flip(-1)))  # resized to a 256 shorter side first
+    (tmp_path / "hr").mkdir()
+    Image.fromarray(smooth_image(32, 32, 0)).save(tmp_path / "hr" / "a.png")
+    args = ["eval", "--sr", str(tmp_path / "hr"), "--hr", str(tmp_path / "hr"), "--metric-weights", str(folder)]
+    res = CliRunner().invoke(main, [*args, "--learned", "lpips,dists"])
+    assert res.exit_code == 0 and "dists" in res.output and "lpips" in res.output
+    (folder / "DISTS_weights.pt").unlink()
+    res = CliRunner().invoke(main, [*args, "--learned", "dists"])
+    assert res.exit_code != 0 and "DISTS_weights.pt" in res.output
+    res = CliRunner().invoke(main, [*args, "--learned", "musiq"])
+    assert res.exit_code != 0 and "unknown learned metric" in res.output
