@@ -174,3 +174,25 @@ def test_estimator_needs_grouping(photo_dir, tmp_path):
     )
     with pytest.raises(ValueError, match="needs RCOD grouping"):
         train_gtasr(cfg, progress=False)
+
+
+def test_semantic_and_lpips_terms_train_from_local_weights(photo_dir, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from .test_eval import tiny_lpips_weights
+
+    cfg = transformers.CLIPVisionConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        image_size=32, patch_size=8, projection_dim=8,
+    )  # fmt: skip
+    transformers.CLIPVisionModelWithProjection(cfg).save_pretrained(tmp_path / "clip")
+    perception = PerceptionConfig(
+        w_semantic=0.1, clip_path=str(tmp_path / "clip"), w_lpips=0.1, lpips_dir=str(tiny_lpips_weights(tmp_path / "l"))
+    )
+    run_cfg = GTASRRunConfig(
+        flow=FlowConfig(scale=4, backbone="lrnet_t"),
+        perception=perception,
+        data=tiny_data(photo_dir),
+        train=tiny_train(tmp_path / "s", steps=2),
+    )
+    res = train_gtasr(run_cfg, progress=False)
+    assert len(res.losses) == 2 and all(torch.isfinite(torch.tensor(v)) for v in res.losses.values())
