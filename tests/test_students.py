@@ -67,7 +67,7 @@ def test_prompt_backbone_forward_backward_and_guards():
 
 def test_student_with_rcod_encoder_starts_as_its_teacher_and_estimates_in_range():
     teacher = perturbed(FlowConfig(scale=4, backbone="lrnet_t"), 3).eval()
-    student = make_student(teacher, RCODConfig(), prompt=True, estimator=True).eval()
+    student = make_student(teacher, RCODConfig(prompt=True, estimator=True)).eval()
     lr = torch.rand(2, 3, 12, 10)
     cond = teacher.condition(lr)
     x = torch.rand_like(cond)
@@ -78,7 +78,7 @@ def test_student_with_rcod_encoder_starts_as_its_teacher_and_estimates_in_range(
         teacher.realism_map(cond)
     other = FlowSR(FlowConfig(scale=4, backbone="lrnet_s"))
     with pytest.raises(RuntimeError):
-        make_student(other, RCODConfig(), prompt=False, estimator=False).load_state_dict(teacher.state_dict())
+        make_student(other, RCODConfig()).load_state_dict(teacher.state_dict())
 
 
 def test_dial_time_uniform_or_by_group():

@@ -14,6 +14,7 @@ import torch.nn as nn
 
 from snapsr.losses.adversarial import PatchDiscriminator, d_hinge, g_hinge
 from snapsr.losses.hfp import hfp_loss
+from snapsr.losses.semantic import SemanticEncoder, semantic_loss  # torch only; transformers loads lazily
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,6 @@ class PerceptionLoss(nn.Module):
         self.cfg = cfg
         self.semantic = self.lpips = self.critic = None
         if cfg.w_semantic > 0:
-            from snapsr.losses.semantic import SemanticEncoder
-
             self.semantic = SemanticEncoder.from_path(cfg.clip_path)
         if cfg.w_lpips > 0:
             from snapsr.perceptual import LPIPS
@@ -76,8 +75,6 @@ class PerceptionLoss(nn.Module):
         if c.w_hfp > 0:
             total = total + c.w_hfp * hfp_loss(sr, hr, levels=c.hfp_levels)
         if self.semantic is not None:
-            from snapsr.losses.semantic import semantic_loss
-
             total = total + c.w_semantic * semantic_loss(self.semantic, sr, hr)
         if self.lpips is not None:
             total = total + c.w_lpips * self.lpips(sr.float(), hr.float()).mean()

@@ -29,15 +29,13 @@ from snapsr.flow import FlowSR
 from snapsr.losses.perception import PerceptionConfig
 from snapsr.path import expand_t
 from snapsr.rcod import RCODConfig
-from snapsr.train.loop import Recipe, RunResult, run, run_card
+from snapsr.train.loop import Recipe, RunResult, run
 from snapsr.train.student import (
     DialTime,
     StudentTerms,
-    calibrate_groups,
     dial_predictors,
-    make_student,
     one_step,  # noqa: F401  (re-exported: the student's output)
-    student_card,
+    setup_student,
 )
 
 
@@ -132,25 +130,19 @@ class OFTSRLoss(nn.Module):
 
 def build_oftsr(cfg: DistillRunConfig, device: torch.device) -> Recipe:
     teacher, t_card = weights.load_flow(cfg.teacher, device)
-    r = cfg.rcod
-    student = make_student(teacher, r, prompt=r.prompt, estimator=r.estimator).to(device)
-    boundaries = calibrate_groups(cfg, r, teacher.cfg.scale)
-    dial = DialTime(r, boundaries, cfg.oftsr.t_min, cfg.oftsr.t_max, teacher.cfg.scale)
-    terms = StudentTerms(student, r, cfg.perception).to(device)
+    su = setup_student(cfg, teacher, device, cfg.oftsr.t_min, cfg.oftsr.t_max)
+    student, terms = su.student, su.terms
 
     def card(step: int) -> dict:
-        return weights.flow_card(
-            student.cfg,
-            kind="student",
+        return su.card(
+            cfg,
+            step,
             recipe="OFTSR trajectory distillation",
             oftsr=to_dict(cfg.oftsr),
-            **student_card(r, cfg.perception, boundaries),
             teacher=t_card.get("name", cfg.teacher),
-            **run_card(cfg, step),
-            default_steps=1,
         )
 
-    loss = OFTSRLoss(student, teacher, cfg.oftsr, dial, terms)
+    loss = OFTSRLoss(student, teacher, cfg.oftsr, su.dial, terms)
     return Recipe(
         model=student,
         loss=loss,

@@ -39,8 +39,8 @@ from snapsr.losses.perception import PerceptionConfig
 from snapsr.losses.pixel import charbonnier, edge_loss
 from snapsr.path import expand_t
 from snapsr.rcod import RCODConfig
-from snapsr.train.loop import Recipe, RunResult, run, run_card
-from snapsr.train.student import DialTime, StudentTerms, calibrate_groups, dial_predictors, make_student, student_card
+from snapsr.train.loop import Recipe, RunResult, run
+from snapsr.train.student import dial_predictors, setup_student
 
 
 @dataclass(frozen=True)
@@ -149,29 +149,22 @@ class GTASRLoss(nn.Module):
 
 
 def build_gtasr(cfg: GTASRRunConfig, device: torch.device) -> Recipe:
-    r = cfg.rcod
     if cfg.init:
         base, _ = weights.load_flow(cfg.init)
     else:
         base = FlowSR(cfg.flow)
-    student = make_student(base, r, prompt=r.prompt, estimator=r.estimator).to(device)
+    su = setup_student(cfg, base, device, 0.0, 1.0)
+    student, terms = su.student, su.terms
     reference = copy.deepcopy(student)
-    scale = student.cfg.scale
-    boundaries = calibrate_groups(cfg, r, scale)
-    dial = DialTime(r, boundaries, 0.0, 1.0, scale)
-    terms = StudentTerms(student, r, cfg.perception).to(device)
-    loss = GTASRLoss(student, reference, cfg.gtasr, cfg.train.steps, dial, terms)
+    loss = GTASRLoss(student, reference, cfg.gtasr, cfg.train.steps, su.dial, terms)
 
     def card(step: int) -> dict:
-        return weights.flow_card(
-            student.cfg,
-            kind="student",
+        return su.card(
+            cfg,
+            step,
             recipe="GTASR consistency training",
             gtasr=to_dict(cfg.gtasr),
-            **student_card(r, cfg.perception, boundaries),
             **({"init": cfg.init} if cfg.init else {}),
-            **run_card(cfg, step),
-            default_steps=1,
         )
 
     return Recipe(
@@ -179,7 +172,7 @@ def build_gtasr(cfg: GTASRRunConfig, device: torch.device) -> Recipe:
         loss=loss,
         predictors=dial_predictors(),
         card=card,
-        scale=scale,
+        scale=student.cfg.scale,
         on_step=loss.on_step,
         state={"reference": reference},
         critic=terms.critic(),

@@ -9,20 +9,22 @@ pushed towards realism; the estimator learns to predict each sample's dial value
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from snapsr import rcod
+from snapsr import rcod, weights
+from snapsr.config import to_dict
 from snapsr.flow import FlowSR
 from snapsr.losses.perception import PerceptionConfig, PerceptionLoss
 from snapsr.rcod import RCODConfig
-from snapsr.train.loop import Critic
+from snapsr.train.loop import Critic, run_card
 
 
-def make_student(base: FlowSR, r: RCODConfig, *, prompt: bool, estimator: bool) -> FlowSR:
-    """A student starting as ``base`` (teacher or reference), with RCOD's encoder added if asked."""
-    cfg = dataclasses.replace(base.cfg, prompt=prompt, estimator=estimator)
+def make_student(base: FlowSR, r: RCODConfig) -> FlowSR:
+    """A student starting as ``base`` (teacher or reference), with RCOD's encoder added if ``r`` asks."""
+    cfg = dataclasses.replace(base.cfg, prompt=r.prompt, estimator=r.estimator)
     student = FlowSR(cfg)
     missing, unexpected = student.load_state_dict(base.state_dict(), strict=False)
     new = ("encoder.", "backbone.prompt.")
@@ -83,14 +85,37 @@ class StudentTerms(nn.Module):
         return Critic(self.perception.critic, loss, pc.d_lr, active)
 
 
-def calibrate_groups(cfg, r: RCODConfig, scale: int) -> list[float]:
-    return rcod.calibrate(cfg, scale, r.groups, r.calib_batches) if r.groups > 0 else []
+@dataclass
+class StudentSetup:
+    """The pieces every student recipe builds the same way from its run config."""
+
+    student: FlowSR
+    dial: DialTime
+    terms: StudentTerms
+    boundaries: list[float]  # RCOD's group boundaries (PSNR, descending); empty without grouping
+
+    def card(self, cfg, step: int, *, recipe: str, **extra) -> dict:
+        """The student's weights card: the recipe's own fields, RCOD, perception and the run's."""
+        return weights.flow_card(
+            self.student.cfg,
+            kind="student",
+            recipe=recipe,
+            **extra,
+            rcod={**to_dict(cfg.rcod), "boundaries_psnr": self.boundaries},
+            perception=to_dict(cfg.perception),
+            **run_card(cfg, step),
+            default_steps=1,
+        )
 
 
-def student_card(r: RCODConfig, p: PerceptionConfig, boundaries: list[float]) -> dict:
-    from snapsr.config import to_dict
-
-    return {"rcod": {**to_dict(r), "boundaries_psnr": boundaries}, "perception": to_dict(p)}
+def setup_student(cfg, base: FlowSR, device, lo: float, hi: float) -> StudentSetup:
+    """Student from ``base``, RCOD's groups calibrated on the run's data, dial times in [lo, hi]."""
+    r = cfg.rcod
+    student = make_student(base, r).to(device)
+    scale = student.cfg.scale
+    boundaries = rcod.calibrate(cfg, scale, r.groups, r.calib_batches) if r.groups > 0 else []
+    dial = DialTime(r, boundaries, lo, hi, scale)
+    return StudentSetup(student, dial, StudentTerms(student, r, cfg.perception).to(device), boundaries)
 
 
 def one_step(student: FlowSR, x_0: torch.Tensor, cond: torch.Tensor, t) -> torch.Tensor:
