@@ -96,12 +96,13 @@ def speed(upscaler, lr_size: tuple[int, int] = (128, 128), repeats: int = 5, bas
     )
     if baselines:
         s = upscaler.scale
-        row(
-            "bicubic",
-            _median_seconds(
-                lambda: F.interpolate(lr, scale_factor=s, mode="bicubic", align_corners=False).clamp(0, 1), repeats
-            ),
-        )
+        dev = upscaler.device
+
+        def bicubic():  # on the model's device, back on the host like the model's output
+            lr_d = lr.to(dev)
+            return F.interpolate(lr_d, scale_factor=s, mode="bicubic", align_corners=False).clamp(0, 1).cpu()
+
+        row(f"bicubic ({dev.type})", _median_seconds(bicubic, repeats))
         try:
             esr = RealESRGANncnn()
             img = lr[0].numpy()
@@ -160,36 +161,53 @@ def dump(obj, path: str | Path) -> None:
     Path(path).write_text(json.dumps(obj, indent=2) + "\n")
 
 
+def _cuda_median_ms(fn, repeats: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
 @torch.no_grad()
 def cuda_ms_per_image(upscaler, batch_sizes=(1, 8), repeats: int = 20, out_size: int = 512) -> list[dict]:
-    """Milliseconds per ``out_size`` square output on CUDA (CUDA events, median), fp32 and bf16."""
+    """Milliseconds per ``out_size`` square output on CUDA (CUDA events, median) of the one-step model in
+    fp32 and bf16 and of bicubic in the same run, with the peak CUDA memory of each."""
     if not torch.cuda.is_available():
         raise RuntimeError("no CUDA device")
     model = upscaler.model.to("cuda")
     s = upscaler.scale
     rows = []
-    for dtype in (torch.float32, torch.bfloat16):
+    for method in ("snapsr fp32", "snapsr bf16", "bicubic"):
+        dtype = torch.bfloat16 if method.endswith("bf16") else torch.float32
         for b in batch_sizes:
             lr = torch.rand(b, 3, out_size // s, out_size // s, device="cuda")
 
-            def step(lr=lr, dtype=dtype):
+            def step(lr=lr, dtype=dtype, method=method):
+                if method == "bicubic":
+                    return F.interpolate(lr, scale_factor=s, mode="bicubic", align_corners=False).clamp(0, 1)
                 with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
                     cond = model.condition(lr)
                     x_0 = model.start(cond, torch.randn_like(cond))
                     return x_0 + model.velocity(x_0, 0.0, cond)
 
-            for _ in range(3):
-                step()
-            times = []
-            for _ in range(repeats):
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                step()
-                end.record()
-                torch.cuda.synchronize()
-                times.append(start.elapsed_time(end))
-            ms = statistics.median(times)
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            ms = _cuda_median_ms(step, repeats)
             rows.append(
-                {"dtype": str(dtype).replace("torch.", ""), "batch": b, "ms_per_batch": ms, "ms_per_image": ms / b}
+                {
+                    "method": method,
+                    "dtype": str(dtype).replace("torch.", ""),
+                    "batch": b,
+                    "ms_per_batch": ms,
+                    "ms_per_image": ms / b,
+                    "peak_mb": torch.cuda.max_memory_allocated() / 2**20,
+                }
             )
     return rows

@@ -168,6 +168,13 @@ def degrade(hr_dir, output, scale, seed, mode, max_size):
 @click.option("--scale", default=4, show_default=True, type=int, help="When no weights are given.")
 @click.option("--crop-border", default=None, type=int, help="Default: the scale.")
 @click.option("--dtype", default="fp32", show_default=True, type=click.Choice(["auto", "fp32", "bf16"]))
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    type=click.Choice(["auto", "cpu", "cuda", "mps"]),
+    help="Where --weights run (scoring is on the CPU).",
+)
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Write results.csv, results.json, results.md.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Perception-distortion plot (PNG).")
 @click.option("--plot-metric", default="niqe", show_default=True, help="The plot's x axis: niqe, or lpips.")
@@ -191,6 +198,7 @@ def eval_cmd(
     scale,
     crop_border,
     dtype,
+    device,
     out_dir,
     plot_path,
     plot_metric,
@@ -226,7 +234,7 @@ def eval_cmd(
         if weights:
             from snapsr.upscaler import Upscaler
 
-            up = Upscaler.from_pretrained(weights, device="cpu", dtype=dtype)
+            up = Upscaler.from_pretrained(weights, device=device, dtype=dtype)
             scale = up.scale
         cb = scale if crop_border is None else crop_border
         lr_path, hr_path = Path(lr_dir), Path(hr_dir)
@@ -473,12 +481,19 @@ def bench(weights, lr_size, repeats, steps, device, dtype, tile, no_baselines, m
     up = Upscaler.from_pretrained(weights, device=device, dtype=dtype, steps=steps, tile=tile)
     rows = bench_mod.speed(up, (h, w), repeats, baselines=not no_baselines)
     click.echo(bench_mod.format_rows(rows))
-    result = {"speed": rows, "torch_threads": __import__("torch").get_num_threads(), "device": str(up.device)}
+    import torch as torch_mod
+
+    result = {"speed": rows, "torch_threads": torch_mod.get_num_threads(), "device": str(up.device)}
     if up.device.type == "cuda":
         cuda_rows = bench_mod.cuda_ms_per_image(up)
-        click.echo("| dtype | batch | ms per 512x512 output |\n|---|---:|---:|")
+        click.echo(f"\nCUDA ({torch_mod.cuda.get_device_name()}), CUDA events, median of 20 after warm-up:")
+        click.echo("| method | batch | ms per 512x512 output | vs bicubic | peak CUDA MB |\n|---|---:|---:|---:|---:|")
+        bic = {r["batch"]: r["ms_per_image"] for r in cuda_rows if r["method"] == "bicubic"}
         for r in cuda_rows:
-            click.echo(f"| {r['dtype']} | {r['batch']} | {r['ms_per_image']:.2f} |")
+            click.echo(
+                f"| {r['method']} | {r['batch']} | {r['ms_per_image']:.3f} | "
+                f"{r['ms_per_image'] / bic[r['batch']]:.1f}x | {r['peak_mb']:.0f} |"
+            )
         result["cuda"] = cuda_rows
     if memory:
         mem = bench_mod.peak_memory_mb(weights, extra_args=["--dtype", dtype, "--device", device])

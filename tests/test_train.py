@@ -67,7 +67,10 @@ def test_resume_matches_uninterrupted_run(photo_dir, tmp_path):
     full = train_teacher(tiny_cfg(photo_dir, tmp_path / "a"), progress=False)
     part = train_teacher(tiny_cfg(photo_dir, tmp_path / "b"), progress=False, stop_at=3)
     assert part.step == 3 and checkpoint.load(tmp_path / "b" / "checkpoint.pt")["step"] == 3
-    rest = train_teacher(tiny_cfg(photo_dir, tmp_path / "b"), resume=True, progress=False)
+    # resumed with loader workers (a different machine, say): the same batches, so the same run
+    cfg = tiny_cfg(photo_dir, tmp_path / "b")
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, workers=2))
+    rest = train_teacher(cfg, resume=True, progress=False)
     assert rest.step == 8
     for k in range(4, 9):
         assert rest.losses[k] == pytest.approx(full.losses[k], rel=1e-6, abs=1e-9), k

@@ -59,6 +59,10 @@ class GTASRConfig:
     w_ref: float = 0.5  # edges against the frozen reference's output
     w_edge: float = 0.5  # edges against the ground truth's
 
+    def __post_init__(self):
+        if self.refresh_every < 1:
+            raise ValueError(f"gtasr.refresh_every must be at least 1 step, got {self.refresh_every}")
+
 
 @dataclass(frozen=True)
 class GTASRRunConfig:

@@ -131,17 +131,24 @@ def validate(model: nn.Module, val_set, predictors: dict[str, Predictor], out_pn
 
 def _load_resume(path: Path, cfg) -> dict:
     state = checkpoint.load(path)
+
     # Only the length and logging of the run may change on resume; anything else is another run.
-    same = dict(state["config"])
-    same["train"] = {k: v for k, v in same["train"].items() if k not in _RESUMABLE}
-    now = to_dict(cfg)
-    now["train"] = {k: v for k, v in now["train"].items() if k not in _RESUMABLE}
+    def comparable(c: dict) -> dict:
+        c = dict(c)
+        for section, keys in _RESUMABLE.items():
+            c[section] = {k: v for k, v in c.get(section, {}).items() if k not in keys}
+        return c
+
+    same, now = comparable(state["config"]), comparable(to_dict(cfg))
     if same != now:
         raise ValueError(f"{path} was written by a run with another config; start a new out_dir or match it")
     return state
 
 
-_RESUMABLE = {"steps", "log_every", "ckpt_every", "val_every", "out_dir", "max_bad_steps"}
+_RESUMABLE = {  # what may differ on resume: the run's length, logging, and how batches are loaded (not which)
+    "train": {"steps", "log_every", "ckpt_every", "val_every", "out_dir", "max_bad_steps"},
+    "data": {"workers"},
+}
 
 
 def _critic_step(critic: Critic, opt: torch.optim.Optimizer, d, amp, clip: float) -> None:
