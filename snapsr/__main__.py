@@ -1,3 +1,3 @@
-from snapsr.cli import main
+from snapsr.cli import entry
 
-main()
+entry()

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 
-def _median_seconds(fn, repeats: int, warmup: int = 1) -> float:
+def _median_seconds(fn, repeats: int, warmup: int = 2) -> float:
     for _ in range(warmup):
         fn()
     times = []

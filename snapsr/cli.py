@@ -15,6 +15,14 @@ def main():
     """snapsr: one-step real-world image super-resolution with a fidelity-realism dial."""
 
 
+def entry():
+    """The ``snapsr`` command: once per process, huge pages for large tensors (see ``runtime``)."""
+    from snapsr import runtime
+
+    runtime.reexec_with_hugepages()
+    main()
+
+
 # ---------------------------------------------------------------------------
 # train
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from snapsr import weights
 
 FOLDER = Path(__file__).parent / "pretrained"
-DEFAULT = "snapsr-x4-teacher-s"
+DEFAULT = "snapsr-x4-oftsr-s"
 
 
 def available() -> list[str]:

@@ -27,16 +27,19 @@ def _hash32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-def position_noise(seed: int, channels: int, y0: int, x0: int, h: int, w: int) -> torch.Tensor:
+def position_noise(
+    seed: int, channels: int, y0: int, x0: int, h: int, w: int, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Standard normal noise ``(1, channels, h, w)`` for the output window at ``(y0, x0)``.
 
     Box-Muller on two hashed uniforms per pixel; the same ``(seed, c, y, x)`` always
-    gives the same value.
+    gives the same value. Computed on ``device`` (the hashing is exact integer work, so a
+    GPU gives the CPU's values; drawing it on the host costs more than the network there).
     """
-    ys = torch.arange(y0, y0 + h, dtype=torch.int64).view(1, h, 1)
-    xs = torch.arange(x0, x0 + w, dtype=torch.int64).view(1, 1, w)
-    cs = torch.arange(channels, dtype=torch.int64).view(channels, 1, 1)
-    key = _hash32(torch.tensor(seed & _M32) ^ _hash32(torch.tensor((seed >> 32) & _M32) + 0x9E3779B9))
+    ys = torch.arange(y0, y0 + h, dtype=torch.int64, device=device).view(1, h, 1)
+    xs = torch.arange(x0, x0 + w, dtype=torch.int64, device=device).view(1, 1, w)
+    cs = torch.arange(channels, dtype=torch.int64, device=device).view(channels, 1, 1)
+    key = _hash32(torch.tensor(seed & _M32) ^ _hash32(torch.tensor((seed >> 32) & _M32) + 0x9E3779B9)).to(device)
     base = _hash32(_hash32(_hash32(key ^ cs) ^ ys) ^ (xs * 0x27D4EB2F & _M32))
     u1 = (_hash32(base ^ 0x68E31DA4).double() + 0.5) / 2**32
     u2 = (_hash32(base ^ 0xB5297A4D).double() + 0.5) / 2**32

@@ -1,5 +1,6 @@
 import dataclasses
 
+import pytest
 import torch
 
 from snapsr import checkpoint, weights
@@ -98,3 +99,60 @@ def test_distill_smoke_run_resume_and_upscale(photo_dir, tmp_path):
     x_0 = model.start(cond, position_noise(0, 3, 0, 0, 32, 32))
     ref = one_step(model, x_0, cond, m.view(1, 1, 32, 32)).clamp(0, 1)
     assert torch.allclose(mixed, ref, atol=1e-5)
+
+
+def test_anchor_target_is_the_teachers_trajectory():
+    cfg = FlowConfig(scale=2, backbone="lrnet_t")
+    student, teacher = perturbed(cfg, 0), perturbed(cfg, 1)
+    x_0, cond = torch.randn(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    t = torch.tensor([0.25, 0.8])
+    with torch.no_grad():
+        # one RK2 step over [0, t] is the teacher's RK2 average velocity from x_0
+        one = OFTSRLoss(student, teacher, OFTSRConfig(anchor_steps=1))
+        assert torch.allclose(one.anchor_target(x_0, t, cond), one.teacher_velocity(x_0, 0 * t, t, cond)[1], atol=1e-5)
+        # more steps: the same as integrating the teacher's ODE by hand, per sample
+        four = OFTSRLoss(student, teacher, OFTSRConfig(anchor_steps=4, teacher_solver="euler"))
+        for i in range(2):
+            x = x_0[i : i + 1]
+            for k in range(4):
+                x = x + t[i] / 4 * teacher.velocity(x, (k * t[i] / 4).view(1), cond[i : i + 1])
+            got = four.anchor_target(x_0, t, cond)[i : i + 1]
+            assert torch.allclose(x_0[i : i + 1] + t[i] * got, x, atol=1e-5)
+    # the anchor term adds a positive loss with a gradient for the student only
+    base = OFTSRLoss(student, teacher, OFTSRConfig(w_bootstrap=0, w_boundary=0, w_align=0))
+    anch = OFTSRLoss(student, teacher, OFTSRConfig(w_bootstrap=0, w_boundary=0, w_align=0, w_anchor=1.0))
+    lr, hr = torch.rand(2, 3, 4, 4), torch.rand(2, 3, 8, 8)
+    assert base(lr, hr, torch.Generator().manual_seed(0)).item() == 0
+    value = anch(lr, hr, torch.Generator().manual_seed(0))
+    value.backward()
+    assert value.item() > 0 and all(p.grad is None for p in teacher.parameters())
+    # the dial-order hinge is a further term of the same loss: never negative, zero when switched off
+    order = OFTSRLoss(student, teacher, OFTSRConfig(w_bootstrap=0, w_boundary=0, w_align=0, w_order=1.0))
+    assert order(lr, hr, torch.Generator().manual_seed(0)).item() >= 0
+    with pytest.raises(ValueError, match="anchor_steps"):
+        OFTSRConfig(anchor_steps=0)
+
+
+def test_distill_init_from_a_student(photo_dir, tmp_path):
+    fcfg = FlowConfig(scale=4, backbone="lrnet_t")
+    teacher_path = weights.save(tmp_path / "t.safetensors", perturbed(fcfg, 2), weights.flow_card(fcfg, kind="teacher"))
+    stud = FlowSR(dataclasses.replace(fcfg, estimator=True))
+    stud.load_state_dict(perturbed(dataclasses.replace(fcfg, estimator=True), 5).state_dict())
+    stud_path = weights.save(tmp_path / "s.safetensors", stud, weights.flow_card(stud.cfg, kind="student"))
+    from snapsr.rcod import RCODConfig
+    from snapsr.train.distill import build_oftsr
+
+    cfg = DistillRunConfig(
+        teacher=str(teacher_path),
+        init=str(stud_path),
+        rcod=RCODConfig(groups=2, estimator=True, calib_batches=1),
+        data=DataConfig(train_dir=str(photo_dir), val_dir=str(photo_dir), crop=32),
+        train=TrainConfig(batch_size=2),
+    )
+    recipe = build_oftsr(cfg, torch.device("cpu"))
+    for (n, p), q in zip(recipe.model.state_dict().items(), stud.state_dict().values()):
+        assert torch.equal(p, q), n
+    assert recipe.card(0)["init"] == str(stud_path)
+    # a student without the estimator cannot start a run that trains one
+    with pytest.raises(ValueError, match="estimator"):
+        build_oftsr(dataclasses.replace(cfg, rcod=RCODConfig(groups=2, calib_batches=1)), torch.device("cpu"))

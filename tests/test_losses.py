@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from snapsr.losses.adversarial import PatchDiscriminator, d_hinge, g_hinge
-from snapsr.losses.hfp import haar_bands, hfp_loss
+from snapsr.losses.hfp import dial_order_loss, haar_bands, hfp_loss, high_band_energy
 from snapsr.losses.perception import PerceptionConfig, PerceptionLoss
 from snapsr.losses.pixel import charbonnier, edge_loss, sobel
 
@@ -49,6 +49,31 @@ def test_hfp_zero_for_identical_grows_with_blur():
     assert 0 < losses[0] < losses[1] < losses[2]
     sr = blur(hr, 1.0).requires_grad_(True)
     (g,) = torch.autograd.grad(hfp_loss(sr, hr), sr)
+    assert g.abs().sum() > 0
+
+
+def test_high_band_energy_and_dial_order():
+    from snapsr.metrics import hf_energy_ratio, to_uint8_hwc
+
+    torch.manual_seed(0)
+    hr = torch.rand(2, 3, 64, 64)
+    soft = blur(hr, 1.5)
+    e_hr, e_soft = high_band_energy(hr), high_band_energy(soft)
+    assert e_hr.shape == (2,) and (e_soft < 0.2 * e_hr).all()
+    # Parseval: a pure tone above the cutoff keeps all its energy, a flat image has none
+    y = torch.arange(64).float().view(1, 1, -1, 1).expand(1, 1, 64, 64)
+    tone = torch.cos(torch.pi * 0.75 * y)  # 0.75 x Nyquist
+    assert high_band_energy(tone).item() == pytest.approx(tone.square().mean().item(), rel=1e-4)
+    assert high_band_energy(torch.full((1, 3, 16, 16), 0.7)).item() == pytest.approx(0, abs=1e-9)
+    # the ratio of energies is the metric's high-frequency ratio (up to 8-bit rounding)
+    ratio = (high_band_energy(soft[:1]) / high_band_energy(hr[:1])).item()
+    assert ratio == pytest.approx(hf_energy_ratio(to_uint8_hwc(soft[0]), to_uint8_hwc(hr[0]), 4), rel=0.05)
+    # the order hinge: zero when detail rises with the dial, positive with a gradient when it falls
+    assert dial_order_loss(soft, hr) == 0
+    lower = hr.clone().requires_grad_(True)
+    value = dial_order_loss(lower, soft)
+    assert value > 0.5
+    (g,) = torch.autograd.grad(value, lower)
     assert g.abs().sum() > 0
 
 

@@ -106,18 +106,21 @@ def test_bad_weights_are_clear_errors(tmp_path, tiny_weights):
 
 
 def test_bundled_default_bf16_close_to_fp32():
-    """--dtype auto picks bf16 on AMX CPUs: on the shipped weights it must stay close to fp32."""
+    """--dtype auto picks bf16 on AMX CPUs: on every shipped model it must stay close to fp32."""
     from pathlib import Path
 
+    from snapsr import pretrained
     from snapsr.imageio import read_rgb
 
     img = read_rgb(Path(__file__).parents[1] / "snapsr" / "assets" / "example.jpg")[:64, :96]
     x = torch.from_numpy(img).permute(2, 0, 1).unsqueeze(0).float() / 255
     to8 = lambda t: (t[0].permute(1, 2, 0).numpy() * 255).round()  # noqa: E731
-    for realism in (0.0, 1.0):
-        a = Upscaler.from_pretrained(dtype="fp32").upscale_tensor(x, realism=realism)
-        b = Upscaler.from_pretrained(dtype="bf16").upscale_tensor(x, realism=realism)
-        assert psnr(to8(b), to8(a)) > 40, realism
+    assert pretrained.DEFAULT in pretrained.available()
+    for name in pretrained.available():
+        for realism in (0.0, 0.5, 1.0):
+            a = Upscaler.from_pretrained(name, dtype="fp32").upscale_tensor(x, realism=realism)
+            b = Upscaler.from_pretrained(name, dtype="bf16").upscale_tensor(x, realism=realism)
+            assert psnr(to8(b), to8(a)) > 40, (name, realism)
 
 
 def test_api_pil_16bit_grey_stays_16bit(tiny_weights):

@@ -42,3 +42,20 @@ def hfp_loss(sr: torch.Tensor, hr: torch.Tensor, *, levels: int = 2, cutoff: flo
         b, db = haar_bands(b)
         loss = loss + F.l1_loss(da, db)
     return loss + F.l1_loss(_fft_high(sr.float(), cutoff), _fft_high(hr.float(), cutoff))
+
+
+def high_band_energy(x: torch.Tensor, cutoff: float = 0.25) -> torch.Tensor:
+    """Per-image mean energy ``(B,)`` above ``cutoff`` times Nyquist (Parseval: FFT with ``norm="ortho"``)."""
+    x = x.float()
+    power = torch.fft.rfft2(x - x.mean((-2, -1), keepdim=True), norm="ortho").abs().square()
+    fy = torch.fft.fftfreq(x.shape[-2], device=x.device).abs().view(-1, 1) * 2
+    fx = torch.fft.rfftfreq(x.shape[-1], device=x.device).view(1, -1) * 2
+    mask = (torch.maximum(fy, fx) > cutoff).to(power.dtype)
+    return (power * mask).flatten(1).sum(1) / x[0].numel()
+
+
+def dial_order_loss(lower: torch.Tensor, higher: torch.Tensor, cutoff: float = 0.25) -> torch.Tensor:
+    """Hinge keeping the dial's detail monotone: the output at the higher dial value must carry at
+    least the high-band energy of the output at the lower one (relative, per image; 0 when it does)."""
+    e_lo, e_hi = high_band_energy(lower, cutoff), high_band_energy(higher, cutoff)
+    return (F.relu(e_lo - e_hi) / (e_lo.detach() + 1e-8)).mean()
