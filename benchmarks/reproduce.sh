@@ -1,28 +1,42 @@
 #!/usr/bin/env bash
 # Every number and figure in the README's Results and Speed sections, from one command:
-#   bash benchmarks/reproduce.sh [WEIGHTS] [PHOTOS_DIR]
-# WEIGHTS defaults to the bundled default; PHOTOS_DIR to the project's validation photos.
-# Writes results/ (tables as Markdown/CSV/JSON, plots and crops as PNG). About 20 minutes on 2 CPU cores.
+#   bash benchmarks/reproduce.sh [PHOTOS_DIR]
+# PHOTOS_DIR defaults to the project's validation photos. Writes results/ (tables as
+# Markdown/CSV/JSON, plots and crops as PNG). About 40 minutes on 2 CPU cores.
+# (results/students_full/ and results/cuda/ came from a lent GPU: see the README.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-weights=${1:-snapsr/pretrained/snapsr-x4-teacher-s.safetensors}
-photos=${2:-../shared/data/photos/val}
+student=${STUDENT:-snapsr/pretrained/snapsr-x4-oftsr-s.safetensors}
+teacher=${TEACHER:-snapsr/pretrained/snapsr-x4-teacher-s.safetensors}
+photos=${1:-../shared/data/photos/val}
 mkdir -p results
 
 # 1. the evaluation set: the validation photos under the second-order degradations, x4, fixed seed
 snapsr degrade "$photos" -o data/val_x4 --scale 4 --seed 0
 
-# 2. the teacher at 1, 4 and 16 Euler/Heun steps (realism 1: the plain ODE sample), beside bicubic
-snapsr eval --weights "$weights" --lr data/val_x4/lr --hr data/val_x4/hr \
+# 2. the bundled one-step default over the realism dial, with the perception-distortion plot and crops
+snapsr eval --weights "$student" --lr data/val_x4/lr --hr data/val_x4/hr \
+    --realism 0,0.25,0.5,0.75,1 --out-dir results/student_dial --plot results/student_pd.png \
+    --strip results/student_dial_strip.png
+
+# 3. the teacher at 1, 4 and 16 Euler/Heun steps (realism 1: the plain ODE sample), beside bicubic
+snapsr eval --weights "$teacher" --lr data/val_x4/lr --hr data/val_x4/hr \
     --steps 1,4,16 --sampler euler,heun --realism 1 --out-dir results/steps
 
-# 3. the realism dial at the default step count, with the perception-distortion plot and crops
-snapsr eval --weights "$weights" --lr data/val_x4/lr --hr data/val_x4/hr \
+# 4. the teacher's realism dial at its default step count
+snapsr eval --weights "$teacher" --lr data/val_x4/lr --hr data/val_x4/hr \
     --realism 0,0.25,0.5,0.75,1 --out-dir results/dial --plot results/pd.png --strip results/dial_strip.png
 
-# 4. speed beside bicubic and Real-ESRGAN x4plus, and peak memory for a 3000x2000 output
-snapsr bench --weights "$weights" --lr-size 128x128 --repeats 5 --memory --json results/bench.json \
+# 5. speed beside bicubic and Real-ESRGAN x4plus (a small and a photo-sized LR), peak memory for a
+#    3000x2000 output, and the same without the huge-page allocator setting
+snapsr bench --weights "$student" --lr-size 128x128 --repeats 5 --memory --json results/student_bench.json \
+    | tee results/student_bench.md
+snapsr bench --weights "$student" --lr-size 512x384 --repeats 3 --json results/student_bench_512.json \
+    | tee results/student_bench_512.md
+SNAPSR_NO_HUGEPAGES=1 snapsr bench --weights "$student" --lr-size 512x384 --repeats 3 --no-baselines \
+    | tee results/student_bench_512_no_hugepages.md
+snapsr bench --weights "$teacher" --lr-size 128x128 --repeats 5 --memory --json results/bench.json \
     | tee results/bench.md
 
-# 5. training throughput of each backbone size
+# 6. training throughput of each backbone size
 python benchmarks/train_speed.py --json results/train_speed.json | tee results/train_speed.txt
