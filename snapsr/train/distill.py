@@ -15,9 +15,10 @@ Losses, each weighted in ``OFTSRConfig`` (defaults after OFTSR's DIV2K configura
   anchor     (ours, off by default) ``|| v_phi(x_0, t) - (x^psi_t - x_0) / t ||`` with ``x^psi_t`` the
              teacher's own trajectory solved from x_0 to t in ``anchor_steps`` RK2 steps. The
              bootstrap builds each target from the student's implied state, so its errors can
-             compound along t; measured on the val photos, students trained without the anchor
-             were blurrier mid-dial (t 0.375-0.5) than at t 0.25, while the teacher's trajectory
-             is monotone in detail. The anchor ties every dial value to that trajectory directly.
+             compound along t; the anchor ties every dial value to the trajectory directly. It was
+             our first attempt at the student's mid-dial detail bump (blurrier at t 0.375-0.5 than
+             at 0.25, where the teacher's trajectory is monotone): 1,000 GPU steps with it did not
+             remove the bump, the order term below did. Kept for ablation.
 
   order      (ours, off by default) a hinge that the output at ``s = t + dt`` carries at least the
              high-band energy (above the LR Nyquist) of the output at t: the dial's promise that
