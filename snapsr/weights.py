@@ -51,6 +51,19 @@ def load_flow(path: str | Path, device="cpu"):
     return model.to(device).eval(), card
 
 
+def init_from(flow, path: str | Path, match=("backbone", "scale"), hint: str = "") -> None:
+    """Load a weights file's tensors into ``flow`` (fine-tuning); the ``match`` fields of both configs
+    must agree (``hint`` says how to make them)."""
+    src, _ = load_flow(path)
+    for key in match:
+        if getattr(src.cfg, key) != getattr(flow.cfg, key):
+            raise ValueError(
+                f"init: {path} has {key}={getattr(src.cfg, key)!r}, the config {key}={getattr(flow.cfg, key)!r}"
+                + (f" ({hint})" if hint else "")
+            )
+    flow.load_state_dict(src.state_dict())
+
+
 def flow_card(cfg: FlowConfig, **extra) -> dict:
     return {"flow": to_dict(cfg), **extra}
 

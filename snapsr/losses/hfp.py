@@ -23,12 +23,16 @@ def haar_bands(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return ll, torch.cat([lh, hl, hh], dim=1)
 
 
-def _fft_high(x: torch.Tensor, cutoff: float) -> torch.Tensor:
-    amp = torch.fft.rfft2(x, norm="ortho").abs()
+def _high_mask(x: torch.Tensor, cutoff: float) -> torch.Tensor:
+    """1 on the ``rfft2`` bins of ``x`` above ``cutoff`` times Nyquist (either axis), else 0."""
     fy = torch.fft.fftfreq(x.shape[-2], device=x.device).abs().view(-1, 1) * 2  # 1 = Nyquist
     fx = torch.fft.rfftfreq(x.shape[-1], device=x.device).view(1, -1) * 2
-    mask = (torch.maximum(fy, fx) > cutoff).to(amp.dtype)
-    return torch.log1p(amp * 100) * mask
+    return (torch.maximum(fy, fx) > cutoff).to(x.dtype)
+
+
+def _fft_high(x: torch.Tensor, cutoff: float) -> torch.Tensor:
+    amp = torch.fft.rfft2(x, norm="ortho").abs()
+    return torch.log1p(amp * 100) * _high_mask(x, cutoff)
 
 
 def hfp_loss(sr: torch.Tensor, hr: torch.Tensor, *, levels: int = 2, cutoff: float = 0.25) -> torch.Tensor:
@@ -48,10 +52,7 @@ def high_band_energy(x: torch.Tensor, cutoff: float = 0.25) -> torch.Tensor:
     """Per-image mean energy ``(B,)`` above ``cutoff`` times Nyquist (Parseval: FFT with ``norm="ortho"``)."""
     x = x.float()
     power = torch.fft.rfft2(x - x.mean((-2, -1), keepdim=True), norm="ortho").abs().square()
-    fy = torch.fft.fftfreq(x.shape[-2], device=x.device).abs().view(-1, 1) * 2
-    fx = torch.fft.rfftfreq(x.shape[-1], device=x.device).view(1, -1) * 2
-    mask = (torch.maximum(fy, fx) > cutoff).to(power.dtype)
-    return (power * mask).flatten(1).sum(1) / x[0].numel()
+    return (power * _high_mask(x, cutoff)).flatten(1).sum(1) / x[0].numel()
 
 
 def dial_order_loss(lower: torch.Tensor, higher: torch.Tensor, cutoff: float = 0.25) -> torch.Tensor:

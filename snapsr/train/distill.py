@@ -166,24 +166,17 @@ class OFTSRLoss(nn.Module):
         return loss
 
 
-def init_student(student: FlowSR, path: str) -> None:
-    """Load a student's weights file into ``student``; architecture and RCOD flags must match."""
-    src, _ = weights.load_flow(path)
-    for key in ("backbone", "scale", "prompt", "estimator"):
-        if getattr(src.cfg, key) != getattr(student.cfg, key):
-            raise ValueError(
-                f"init: {path} has {key}={getattr(src.cfg, key)!r}, this run's student "
-                f"{key}={getattr(student.cfg, key)!r} (match the teacher and rcod.prompt/rcod.estimator)"
-            )
-    student.load_state_dict(src.state_dict())
-
-
 def build_oftsr(cfg: DistillRunConfig, device: torch.device) -> Recipe:
     teacher, t_card = weights.load_flow(cfg.teacher, device)
     su = setup_student(cfg, teacher, device, cfg.oftsr.t_min, cfg.oftsr.t_max)
     student, terms = su.student, su.terms
     if cfg.init:
-        init_student(student, cfg.init)
+        weights.init_from(
+            student,
+            cfg.init,
+            match=("backbone", "scale", "prompt", "estimator"),
+            hint="match the teacher and rcod.prompt/rcod.estimator",
+        )
 
     def card(step: int) -> dict:
         return su.card(

@@ -29,21 +29,10 @@ def euler_predictor(steps: int):
     return predict
 
 
-def init_from(flow: FlowSR, path: str) -> None:
-    """Load a weights file's tensors into ``flow``; its backbone and scale must match."""
-    src, card = weights.load_flow(path)
-    for key in ("backbone", "scale"):
-        if getattr(src.cfg, key) != getattr(flow.cfg, key):
-            raise ValueError(
-                f"init: {path} has {key}={getattr(src.cfg, key)!r}, the config {key}={getattr(flow.cfg, key)!r}"
-            )
-    flow.load_state_dict(src.state_dict())
-
-
 def build_teacher(cfg: TeacherRunConfig, device: torch.device) -> Recipe:
     flow = FlowSR(cfg.flow).to(device)
     if cfg.init:
-        init_from(flow, cfg.init)
+        weights.init_from(flow, cfg.init)
 
     def card(step: int) -> dict:
         return weights.flow_card(
