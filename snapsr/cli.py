@@ -166,7 +166,12 @@ def degrade(hr_dir, output, scale, seed, mode, max_size):
 
 @main.command("eval")
 @click.option("--sr", "sr_dirs", multiple=True, help="Score existing outputs: DIR or NAME=DIR (repeatable).")
-@click.option("--hr", "hr_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--hr",
+    "hr_dir",
+    type=click.Path(exists=True, file_okay=False),
+    help="Ground truth, matched by file name. Without it only no-reference metrics are computed.",
+)
 @click.option("--lr", "lr_dir", type=click.Path(exists=True, file_okay=False), help="Run --weights on these.")
 @click.option("--weights", help="A bundled name or .safetensors file to run on --lr (bicubic is always scored).")
 @click.option("--steps", default=None, help="Comma list of sampling step counts (default: the card's).")
@@ -185,14 +190,20 @@ def degrade(hr_dir, output, scale, seed, mode, max_size):
 )
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Write results.csv, results.json, results.md.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Perception-distortion plot (PNG).")
-@click.option("--plot-metric", default="niqe", show_default=True, help="The plot's x axis: niqe, or lpips.")
+@click.option(
+    "--plot-metric", default="niqe", show_default=True, help="The plot's x axis: niqe, or a --learned metric."
+)
 @click.option("--strip", "strip_path", type=click.Path(dir_okay=False), help="Crops of the first image per dial value.")
-@click.option("--metric-weights", type=click.Path(file_okay=False), help="Folder with learned metrics' weights.")
+@click.option(
+    "--metric-weights",
+    type=click.Path(file_okay=False),
+    help="Folder with learned metrics' weight files (default: pyiqa's and CLIP's download caches).",
+)
 @click.option(
     "--learned",
-    default="lpips",
-    show_default=True,
-    help="Learned metrics to compute with --metric-weights: lpips,dists.",
+    default=None,
+    help="Comma list of learned metrics: lpips, dists (need --hr), musiq, maniqa, maniqa-pipal, clipiqa. "
+    "Default: lpips when --metric-weights is given, else none.",
 )
 def eval_cmd(
     sr_dirs,
@@ -215,18 +226,25 @@ def eval_cmd(
     learned,
 ):
     """Score SR results against HR, beside bicubic: PSNR/SSIM (RGB and Y, BasicSR conventions),
-    the high-frequency energy ratio, NIQE, and LPIPS/DISTS from local weights (--metric-weights)."""
+    the high-frequency energy ratio, NIQE, and learned metrics from weights on disk (--learned):
+    LPIPS, DISTS, MUSIQ, MANIQA, CLIP-IQA. Without --hr, the no-reference metrics only."""
     from snapsr import evaluate
     from snapsr.flow import upsample
 
     extra = None
-    if metric_weights:
-        from snapsr.perceptual import learned_metrics
+    if learned is None and metric_weights:
+        learned = "lpips"
+    if learned:
+        from snapsr.iqa import METRICS, learned_metrics, parse_names
 
         try:
-            extra = learned_metrics(Path(metric_weights), tuple(n.strip() for n in learned.split(",") if n.strip()))
+            names = parse_names(learned)
+            if hr_dir is None and any(METRICS[n].reference for n in names):
+                raise ValueError(f"{', '.join(n for n in names if METRICS[n].reference)} need --hr")
+            extra = learned_metrics(Path(metric_weights) if metric_weights else None, names)
         except (FileNotFoundError, ValueError) as e:
             raise click.ClickException(str(e)) from e
+    hr_path = Path(hr_dir) if hr_dir else None
     results = []
     for item in sr_dirs:
         name, _, folder = item.rpartition("=")
@@ -234,7 +252,7 @@ def eval_cmd(
         if not folder.is_dir():
             raise click.BadParameter(f"not a folder: {folder}", param_hint="--sr")
         results.append(
-            evaluate.score_dirs(folder, Path(hr_dir), crop_border or scale, scale, name or folder.name, extra=extra)
+            evaluate.score_dirs(folder, hr_path, crop_border or scale, scale, name or folder.name, extra=extra)
         )
     strip = []
     if lr_dir:
@@ -245,7 +263,7 @@ def eval_cmd(
             up = Upscaler.from_pretrained(weights, device=device, dtype=dtype)
             scale = up.scale
         cb = scale if crop_border is None else crop_border
-        lr_path, hr_path = Path(lr_dir), Path(hr_dir)
+        lr_path = Path(lr_dir)
         bicubic = lambda lr, name: upsample(lr, scale).clamp(0, 1)  # noqa: E731
         results.append(evaluate.score_model(bicubic, lr_path, hr_path, cb, scale, "bicubic", extra=extra))
         if strip_path:
@@ -268,7 +286,7 @@ def eval_cmd(
                         results.append(res)
                         if strip_path:
                             strip.append((f"{r:g}", evaluate.first_crop(run, lr_path, hr_path)))
-        if strip_path:
+        if strip_path and hr_path is not None:
             strip.append(("HR", evaluate.first_crop(None, lr_path, hr_path)))
             evaluate.crop_strip(strip, Path(strip_path))
     if not results:

@@ -35,9 +35,25 @@ def full_reference(sr: np.ndarray, hr: np.ndarray, crop_border: int, scale: int)
         "psnr_rgb": psnr(sr, hr, crop_border),
         "ssim_rgb": ssim(sr, hr, crop_border),
         "hf_ratio": hf_energy_ratio(sr, hr, scale),
-        # NIQE needs one 96x96 block after the crop; smaller images have no NIQE (NaN)
-        "niqe": niqe(sr, crop_border) if min(sr.shape[:2]) - 2 * crop_border >= 96 else float("nan"),
+        "niqe": no_reference_niqe(sr, crop_border),
     }
+
+
+def no_reference_niqe(sr: np.ndarray, crop_border: int) -> float:
+    # NIQE fits a covariance over 96x96 blocks: with fewer than two after the crop it is undefined (NaN)
+    h, w = (d - 2 * crop_border for d in sr.shape[:2])
+    return niqe(sr, crop_border) if (h // 96) * (w // 96) >= 2 else float("nan")
+
+
+def score_image(sr: np.ndarray, hr: np.ndarray | None, crop_border: int, scale: int, extra=None) -> dict[str, float]:
+    """Every metric that applies: full-reference ones only with ``hr``; ``extra(sr, hr)`` adds learned ones."""
+    if hr is not None and sr.shape != hr.shape:
+        raise ValueError(f"SR size {sr.shape} differs from HR size {hr.shape}")
+    if hr is None:
+        base = {"niqe": no_reference_niqe(sr, crop_border)}
+    else:
+        base = full_reference(sr, hr, crop_border, scale)
+    return {**base, **(extra(sr, hr) if extra else {})}
 
 
 _ROLE_SUFFIX = re.compile(r"(?:[_-]?(?:x\d+(?:\.\d+)?|hr|lr\d*|sr|gt|lq))$", re.IGNORECASE)
@@ -64,16 +80,27 @@ def pair_by_stem(a_dir: Path, b_dir: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def score_dirs(sr_dir: Path, hr_dir: Path, crop_border: int, scale: int, method: str = "sr", extra=None) -> Scores:
-    """Score the files of ``sr_dir`` against ``hr_dir``; ``extra(sr, hr) -> dict`` adds learned metrics."""
+def pairs_or_files(a_dir: Path, b_dir: Path | None) -> list[tuple[Path, Path | None]]:
+    """``pair_by_stem(a_dir, b_dir)``, or each file of ``a_dir`` alone when there is no ``b_dir``."""
+    if b_dir is None:
+        files = list_files(a_dir)
+        if not files:
+            raise ValueError(f"no images in {a_dir}")
+        return [(p, None) for p in files]
+    return pair_by_stem(a_dir, b_dir)
+
+
+def score_dirs(
+    sr_dir: Path, hr_dir: Path | None, crop_border: int, scale: int, method: str = "sr", extra=None
+) -> Scores:
+    """Score the files of ``sr_dir`` against ``hr_dir`` (or alone, no-reference metrics only, when it
+    is None); ``extra(sr, hr) -> dict`` adds learned metrics."""
     out = Scores(method)
-    for sr_p, hr_p in pair_by_stem(sr_dir, hr_dir):
+    for sr_p, hr_p in pairs_or_files(sr_dir, hr_dir):
         try:
-            sr, hr = read_rgb(sr_p), read_rgb(hr_p)
-            out.per_image[hr_p.stem] = {
-                **full_reference(sr, hr, crop_border, scale),
-                **(extra(sr, hr) if extra else {}),
-            }
+            sr = read_rgb(sr_p)
+            hr = read_rgb(hr_p) if hr_p is not None else None
+            out.per_image[(hr_p or sr_p).stem] = score_image(sr, hr, crop_border, scale, extra)
         except (ImageReadError, ValueError) as e:
             print(f"skipping {sr_p}: {e}", file=sys.stderr)
     return out
@@ -83,27 +110,28 @@ def score_dirs(sr_dir: Path, hr_dir: Path, crop_border: int, scale: int, method:
 def score_model(
     run,  # callable: lr (1,3,h,w) float, name -> sr (1,3,H,W) float
     lr_dir: Path,
-    hr_dir: Path,
+    hr_dir: Path | None,
     crop_border: int,
     scale: int,
     method: str,
     extra=None,
 ) -> Scores:
     out = Scores(method)
-    for lr_p, hr_p in pair_by_stem(lr_dir, hr_dir):
+    for lr_p, hr_p in pairs_or_files(lr_dir, hr_dir):
         lr = to_tensor(read_rgb(lr_p)).unsqueeze(0)
-        hr = read_rgb(hr_p)
+        hr = read_rgb(hr_p) if hr_p is not None else None
         sr = to_uint8_hwc(run(lr, lr_p.stem)[0])
-        if sr.shape != hr.shape:
-            raise ValueError(f"{lr_p}: SR size {sr.shape} differs from HR size {hr.shape}")
-        out.per_image[hr_p.stem] = {**full_reference(sr, hr, crop_border, scale), **(extra(sr, hr) if extra else {})}
+        try:
+            out.per_image[(hr_p or lr_p).stem] = score_image(sr, hr, crop_border, scale, extra)
+        except ValueError as e:
+            raise ValueError(f"{lr_p}: {e}") from e
     return out
 
 
 @torch.no_grad()
-def first_crop(run, lr_dir: Path, hr_dir: Path, size: int = 192) -> np.ndarray:
+def first_crop(run, lr_dir: Path, hr_dir: Path | None, size: int = 192) -> np.ndarray:
     """A centre crop (HR pixels) of the first pair's output, or of its HR image when ``run`` is None."""
-    lr_p, hr_p = pair_by_stem(lr_dir, hr_dir)[0]
+    lr_p, hr_p = pairs_or_files(lr_dir, hr_dir)[0]
     if run is None:
         img = read_rgb(hr_p)
     else:
@@ -114,7 +142,7 @@ def first_crop(run, lr_dir: Path, hr_dir: Path, size: int = 192) -> np.ndarray:
 
 
 def _fmt(key: str, value: float) -> str:
-    if "ssim" in key:
+    if "ssim" in key or key in ("maniqa", "maniqa-pipal", "clipiqa"):
         return f"{value:.4f}"
     return f"{value:.3f}" if key in ("hf_ratio", "niqe", "lpips", "dists") else f"{value:.2f}"
 
@@ -123,7 +151,8 @@ def format_table(results: list[Scores], keys=None) -> str:
     """A Markdown table of the mean scores, one row per method."""
     if keys is None:
         present = {k for r in results for v in r.per_image.values() for k in v}
-        order = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "hf_ratio", "niqe", "lpips", "dists")
+        order = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "hf_ratio", "niqe", "lpips", "dists", "musiq")
+        order += ("maniqa", "maniqa-pipal", "clipiqa")
         keys = [k for k in order if k in present] + sorted(present - set(order))
     lines = ["| method | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
     for r in results:
@@ -160,8 +189,12 @@ def write_outputs(results: list[Scores], out_dir: Path) -> list[Path]:
 
 
 def plot_pd(results: list[Scores], path: Path, x_metric: str = "niqe") -> Path:
-    """The perception-distortion plane: PSNR-Y against ``x_metric`` (lower is better), one line per
-    dial sweep, one point per other method."""
+    """The perception-distortion plane: PSNR-Y against ``x_metric`` (NIQE, LPIPS, DISTS: lower is better;
+    MUSIQ, MANIQA, CLIP-IQA: higher), one line per dial sweep, one point per other method."""
+    if not any("psnr_y" in v for r in results for v in r.per_image.values()):
+        raise KeyError("the plot needs PSNR, which needs --hr")
+    if not any(x_metric in v for r in results for v in r.per_image.values()):
+        raise KeyError(f"no {x_metric} scores to plot (learned metrics need --learned)")
     try:
         import matplotlib
 
@@ -184,7 +217,10 @@ def plot_pd(results: list[Scores], path: Path, x_metric: str = "niqe") -> Path:
         ax.plot(xs, ys, marker="o", label=f"{name} (realism {rs[0].realism:g} to {rs[-1].realism:g})")
         for r, x, y in zip(rs, xs, ys):
             ax.annotate(f"{r.realism:g}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
-    ax.set_xlabel(f"{x_metric.upper()} (lower: more natural)")
+    from snapsr.iqa import METRICS
+
+    better = "higher" if x_metric in METRICS and METRICS[x_metric].higher_is_better else "lower"
+    ax.set_xlabel(f"{x_metric.upper()} ({better}: more natural)")
     ax.set_ylabel("PSNR-Y (dB, higher: more faithful)")
     ax.set_title("Perception-distortion trade-off")
     ax.grid(alpha=0.3)

@@ -18,12 +18,11 @@ taken from the files, so tests can use tiny random weights of the same layout.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from snapsr.iqa.files import Folders, need
 
 VGG_FILE = "vgg16-397923af.pth"
 LPIPS_FILE = "vgg.pth"
@@ -79,9 +78,9 @@ class LPIPS(nn.Module):
         self.heads = nn.ParameterList(nn.Parameter(h, requires_grad=False) for h in heads)
 
     @classmethod
-    def from_files(cls, folder: Path) -> LPIPS:
+    def from_files(cls, folder: Folders) -> LPIPS:
         vgg = _load_vgg(folder, "LPIPS")
-        lin_path = _need(folder, LPIPS_FILE, "LPIPS v0.1 VGG linear layers", "LPIPS")
+        lin_path = need(folder, LPIPS_FILE, "LPIPS v0.1 VGG linear layers", "LPIPS")
         lin = torch.load(lin_path, map_location="cpu", weights_only=True)
         heads = [lin[f"lin{i}.model.1.weight"] for i in range(5)]
         return cls(vgg, heads)
@@ -101,15 +100,8 @@ class LPIPS(nn.Module):
         return total.view(-1)
 
 
-def _need(folder: Path, name: str, what: str, metric: str) -> Path:
-    p = folder / name
-    if not p.is_file():
-        raise FileNotFoundError(f"{metric} needs {name} ({what}) in {folder}")
-    return p
-
-
-def _load_vgg(folder: Path, metric: str) -> VGG16Features:
-    path = _need(folder, VGG_FILE, "torchvision's VGG16 ImageNet weights", metric)
+def _load_vgg(folder: Folders, metric: str) -> VGG16Features:
+    path = need(folder, VGG_FILE, "torchvision's VGG16 ImageNet weights", metric)
     return VGG16Features.from_state_dict(torch.load(path, map_location="cpu", weights_only=True))
 
 
@@ -149,9 +141,9 @@ class DISTS(nn.Module):
         self.beta = [b.view(1, -1, 1, 1) for b in (beta.flatten() / total).split(chns)]
 
     @classmethod
-    def from_files(cls, folder: Path) -> DISTS:
+    def from_files(cls, folder: Folders) -> DISTS:
         vgg = _load_vgg(folder, "DISTS")
-        w = torch.load(_need(folder, DISTS_FILE, "DISTS alpha/beta", "DISTS"), map_location="cpu", weights_only=True)
+        w = torch.load(need(folder, DISTS_FILE, "DISTS alpha/beta", "DISTS"), map_location="cpu", weights_only=True)
         return cls(vgg, w["alpha"], w["beta"])
 
     def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -179,21 +171,3 @@ class DISTS(nn.Module):
             d1 = d1 + (al.to(s1) * s1).sum(1)
             d2 = d2 + (be.to(s2) * s2).sum(1)
         return (1 - (d1 + d2)).view(-1)
-
-
-def learned_metrics(folder: Path, names=("lpips",)):
-    """``(sr, hr) -> {name: value}`` for uint8 ``HxWx3`` arrays, each metric from its weights in ``folder``."""
-    if not folder.is_dir():
-        raise FileNotFoundError(f"--metric-weights: no such folder {folder}")
-    unknown = set(names) - set(METRICS)
-    if unknown:
-        raise ValueError(f"unknown learned metric(s) {sorted(unknown)}; available: {', '.join(METRICS)}")
-    nets = {"lpips": LPIPS, "dists": DISTS}
-    metrics = {n: nets[n].from_files(folder) for n in names}
-
-    def score(sr: np.ndarray, hr: np.ndarray) -> dict[str, float]:
-        t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255  # noqa: E731
-        with torch.no_grad():
-            return {n: float(m(t(sr), t(hr))[0]) for n, m in metrics.items()}
-
-    return score

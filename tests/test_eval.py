@@ -186,5 +186,5 @@ def test_dists_from_local_weights_and_in_eval(tmp_path):
     (folder / "DISTS_weights.pt").unlink()
     res = CliRunner().invoke(main, [*args, "--learned", "dists"])
     assert res.exit_code != 0 and "DISTS_weights.pt" in res.output
-    res = CliRunner().invoke(main, [*args, "--learned", "musiq"])
+    res = CliRunner().invoke(main, [*args, "--learned", "brisque"])
     assert res.exit_code != 0 and "unknown learned metric" in res.output
