@@ -186,7 +186,7 @@ def degrade(hr_dir, output, scale, seed, mode, max_size):
     default="cpu",
     show_default=True,
     type=click.Choice(["auto", "cpu", "cuda", "mps"]),
-    help="Where --weights run (scoring is on the CPU).",
+    help="Where --weights and the learned metrics run (the other metrics are computed on the CPU).",
 )
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Write results.csv, results.json, results.md.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Perception-distortion plot (PNG).")
@@ -241,8 +241,10 @@ def eval_cmd(
             names = parse_names(learned)
             if hr_dir is None and any(METRICS[n].reference for n in names):
                 raise ValueError(f"{', '.join(n for n in names if METRICS[n].reference)} need --hr")
-            extra = learned_metrics(Path(metric_weights) if metric_weights else None, names)
-        except (FileNotFoundError, ValueError) as e:
+            from snapsr.upscaler import resolve_device
+
+            extra = learned_metrics(Path(metric_weights) if metric_weights else None, names, resolve_device(device))
+        except (FileNotFoundError, ValueError, RuntimeError) as e:
             raise click.ClickException(str(e)) from e
     hr_path = Path(hr_dir) if hr_dir else None
     results = []

@@ -74,16 +74,19 @@ def parse_names(text: str) -> tuple[str, ...]:
     return names
 
 
-def learned_metrics(folder: Path | None, names: Sequence[str]):
-    """``(sr, hr or None) -> {name: value}`` for uint8 ``HxWx3`` arrays. Weights come from ``folder``
-    or, when it is None, from pyiqa's and CLIP's download caches (``files.default_folders``)."""
+def learned_metrics(folder: Path | None, names: Sequence[str], device: str | torch.device = "cpu"):
+    """``(sr, hr or None) -> {name: value}`` for uint8 ``HxWx3`` arrays, computed in float32 on ``device``.
+    Weights come from ``folder`` or, when it is None, from pyiqa's and CLIP's download caches
+    (``files.default_folders``)."""
     if folder is not None and not Path(folder).is_dir():
         raise FileNotFoundError(f"--metric-weights: no such folder {folder}")
     folders = [Path(folder)] if folder is not None else default_folders()
-    nets = {n: METRICS[n].load(folders) for n in names}
+    nets = {n: METRICS[n].load(folders).to(device) for n in names}
 
     def score(sr: np.ndarray, hr: np.ndarray | None) -> dict[str, float]:
-        t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255  # noqa: E731
+        def t(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a)).to(device).permute(2, 0, 1)[None].float() / 255
+
         out = {}
         with torch.no_grad():
             for n, net in nets.items():

@@ -43,4 +43,4 @@ def load_state_dict(path: Path, metric: str) -> dict[str, torch.Tensor]:
             sd = sd[key]
     if not isinstance(sd, dict):
         raise ValueError(f"{metric}: {path} holds a {type(sd).__name__}, not a state dict")
-    return sd
+    return {k.removeprefix("module."): v for k, v in sd.items()}  # saved from DataParallel

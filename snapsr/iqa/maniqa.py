@@ -251,7 +251,6 @@ class MANIQA(nn.Module):
 
     @classmethod
     def from_state_dict(cls, sd: dict[str, torch.Tensor], scale: float) -> MANIQA:
-        sd = {k.removeprefix("module."): v for k, v in sd.items()}
         net = cls(ManiqaConfig.from_state_dict(sd, scale))
         # buffers the reference saves (recomputed here), and the ViT parts left out
         unused = ("relative_position_index", "attn_mask", "vit.norm.", "vit.head.", "vit.fc_norm.")
