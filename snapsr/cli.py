@@ -288,8 +288,9 @@ def eval_cmd(
                         results.append(res)
                         if strip_path:
                             strip.append((f"{r:g}", evaluate.first_crop(run, lr_path, hr_path)))
-        if strip_path and hr_path is not None:
-            strip.append(("HR", evaluate.first_crop(None, lr_path, hr_path)))
+        if strip_path:
+            if hr_path is not None:
+                strip.append(("HR", evaluate.first_crop(None, lr_path, hr_path)))
             evaluate.crop_strip(strip, Path(strip_path))
     if not results:
         raise click.UsageError("give --sr DIR, or --lr DIR (with --weights to run a model)")

@@ -147,9 +147,10 @@ def test_eval_lr_without_hr_runs_the_model(tmp_path, tiny_weights):
     res = CliRunner().invoke(
         main,
         ["eval", "--lr", str(lr), "--weights", str(tiny_weights), "--learned", "clipiqa", "--metric-weights",
-         str(folder), "--out-dir", str(tmp_path / "o")],
+         str(folder), "--out-dir", str(tmp_path / "o"), "--strip", str(tmp_path / "strip.png")],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
+    assert Image.open(tmp_path / "strip.png").width > 0  # bicubic and the model, no HR crop
     data = json.loads((tmp_path / "o" / "results.json").read_text())
     assert "bicubic" in data and len(data) == 2
     assert all(set(d["mean"]) == {"niqe", "clipiqa"} for d in data.values())
