@@ -15,6 +15,28 @@ def test_position_noise_is_per_pixel_and_normal():
     assert tiling.position_noise(2**40 + 3, 1, 0, 0, 4, 4).shape == (1, 1, 4, 4)
 
 
+def _position_noise_int64(seed, channels, y0, x0, h, w):
+    """The definition position_noise was first written as (int64, out of place): the shipped
+    outputs for a given seed depend on these exact values."""
+    import math
+
+    m = 0xFFFFFFFF
+    ys = torch.arange(y0, y0 + h).view(1, h, 1)
+    xs = torch.arange(x0, x0 + w).view(1, 1, w)
+    cs = torch.arange(channels).view(channels, 1, 1)
+    hsh = tiling._hash32
+    key = hsh(torch.tensor(seed & m) ^ hsh(torch.tensor((seed >> 32) & m) + 0x9E3779B9))
+    base = hsh(hsh(hsh(key ^ cs) ^ ys) ^ (xs * 0x27D4EB2F & m))
+    u1 = (hsh(base ^ 0x68E31DA4).double() + 0.5) / 2**32
+    u2 = (hsh(base ^ 0xB5297A4D).double() + 0.5) / 2**32
+    return (torch.sqrt(-2 * torch.log(u1)) * torch.cos(2 * math.pi * u2)).float().unsqueeze(0)
+
+
+def test_position_noise_keeps_its_values():
+    for args in [(5, 3, 0, 0, 64, 96), (2**40 + 3, 3, 17, 901, 33, 71), (123456789, 4, 70000, 2000, 20, 30)]:
+        assert torch.equal(tiling.position_noise(*args), _position_noise_int64(*args)), args
+
+
 def test_tiles_cover_every_pixel():
     for H, W, tile, ov in [(10, 25, 8, 4), (1, 1, 8, 4), (5, 300, 64, 16), (64, 64, 64, 16), (65, 64, 64, 16)]:
         cover = torch.zeros(H, W)
