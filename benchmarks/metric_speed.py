@@ -1,6 +1,7 @@
 """Seconds per image for the no-reference learned metrics at their published sizes (MUSIQ KonIQ,
-MANIQA, CLIP-IQA RN50), beside NIQE in the same run. Random weights: the time does not depend on
-their values, and the published files need not be on the machine.
+MANIQA, CLIP-IQA RN50), beside NIQE in the same run; medians after two warm-up runs, timed as
+`snapsr bench` times. Random weights: the time does not depend on their values, and the
+published files need not be on the machine.
 
     python benchmarks/metric_speed.py --size 1020x680 --repeats 3 [--device cuda]
 """
@@ -8,11 +9,11 @@ their values, and the published files need not be on the machine.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
+
+from snapsr.bench import _median_seconds
 
 
 def build(name: str) -> torch.nn.Module:
@@ -38,17 +39,12 @@ def main() -> None:
     img = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)).to(dev)
 
     def timed(fn) -> float:
-        fn()  # warm-up
-        times = []
-        for _ in range(args.repeats):
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
+        def run():
             fn()
             if dev.type == "cuda":
                 torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times)
+
+        return _median_seconds(run, args.repeats)
 
     from snapsr.niqe import niqe
 

@@ -87,14 +87,15 @@ def learned_metrics(folder: Path | None, names: Sequence[str], device: str | tor
         def t(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(a)).to(device).permute(2, 0, 1)[None].float() / 255
 
+        x, y = t(sr), (t(hr) if hr is not None else None)  # once per image, not once per metric
         out = {}
         with torch.no_grad():
             for n, net in nets.items():
                 if METRICS[n].reference:
-                    if hr is not None:
-                        out[n] = float(net(t(sr), t(hr))[0])
+                    if y is not None:
+                        out[n] = float(net(x, y)[0])
                 else:
-                    out[n] = float(net(t(sr))[0])
+                    out[n] = float(net(x)[0])
         return out
 
     return score

@@ -7,30 +7,18 @@ source is BasicSR's, read at test time from the sdist; none of it is part of sna
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-import tarfile
 import types
 from pathlib import Path
 
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+from .archives import extract, load_module
 
 
 def find_sdist_root(location: str | Path) -> Path:
     """An extracted ``basicsr-1.4.2`` folder, or a ``basicsr-1.4.2.tar.gz`` (extracted beside it)."""
     p = Path(location)
     if p.is_file() and p.name.endswith(".tar.gz"):
-        out = p.parent / p.name[: -len(".tar.gz")]
-        if not out.is_dir():
-            with tarfile.open(p) as tar:
-                tar.extractall(p.parent, filter="data")
-        p = out
+        p = extract(p, "psnr_ssim.py").parents[1]  # .../basicsr-1.4.2/basicsr/metrics -> basicsr-1.4.2
     if not (p / "basicsr" / "metrics" / "psnr_ssim.py").is_file():
         raise FileNotFoundError(f"no BasicSR source under {p}")
     return p
@@ -43,13 +31,13 @@ def load(root: str | Path) -> types.SimpleNamespace:
         m = types.ModuleType(pkg)
         m.__path__ = [str(src / pkg.replace("basicsr", "").strip(".").replace(".", "/"))]
         sys.modules[pkg] = m
-    color = _load("basicsr.utils.color_util", src / "utils" / "color_util.py")
+    color = load_module("basicsr.utils.color_util", src / "utils" / "color_util.py")
     sys.modules["basicsr.utils"].bgr2ycbcr = color.bgr2ycbcr
-    _load("basicsr.utils.registry", src / "utils" / "registry.py")
-    _load("basicsr.utils.matlab_functions", src / "utils" / "matlab_functions.py")
-    _load("basicsr.metrics.metric_util", src / "metrics" / "metric_util.py")
-    ps = _load("basicsr.metrics.psnr_ssim", src / "metrics" / "psnr_ssim.py")
-    nq = _load("basicsr.metrics.niqe", src / "metrics" / "niqe.py")
+    load_module("basicsr.utils.registry", src / "utils" / "registry.py")
+    load_module("basicsr.utils.matlab_functions", src / "utils" / "matlab_functions.py")
+    load_module("basicsr.metrics.metric_util", src / "metrics" / "metric_util.py")
+    ps = load_module("basicsr.metrics.psnr_ssim", src / "metrics" / "psnr_ssim.py")
+    nq = load_module("basicsr.metrics.niqe", src / "metrics" / "niqe.py")
     return types.SimpleNamespace(
         calculate_psnr=ps.calculate_psnr, calculate_ssim=ps.calculate_ssim, calculate_niqe=nq.calculate_niqe
     )
