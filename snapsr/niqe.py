@@ -34,7 +34,8 @@ def _cubic(a: torch.Tensor) -> torch.Tensor:
 
 
 def _resize_weights(n_in: int, n_out: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices ``(n_out, P)`` into the input (0-based, mirrored at the borders) and their weights."""
+    """The first input index of each output's taps (0-based; negative or past the end where the
+    taps reach over a border) and the taps' weights ``(n_out, P)``."""
     shrink = scale < 1
     width = 4.0 / scale if shrink else 4.0  # the kernel stretches when shrinking: antialiasing
     centre = torch.linspace(1, n_out, n_out) / scale + 0.5 * (1 - 1 / scale)  # 1-based input coords
@@ -44,19 +45,31 @@ def _resize_weights(n_in: int, n_out: int, scale: float) -> tuple[torch.Tensor, 
     w = scale * _cubic(scale * dist) if shrink else _cubic(dist)
     w = w / w.sum(1, keepdim=True)
     keep = (w != 0).any(0)  # drop taps no output uses
-    w, idx = w[:, keep], idx[:, keep]
-    mirror = torch.cat([torch.arange(n_in), torch.arange(n_in - 1, -1, -1)])  # symmetric padding
-    return mirror[torch.remainder(idx.long() - 1, 2 * n_in)], w
+    return idx[:, keep][:, 0].long() - 1, w[:, keep].contiguous()
+
+
+def _mirror(x: torch.Tensor, dim: int, before: int, after: int) -> torch.Tensor:
+    """``x`` padded symmetrically along ``dim`` (MATLAB's 'symmetric'), as one contiguous tensor."""
+    n = x.shape[dim]
+    mirror = torch.cat([torch.arange(n), torch.arange(n - 1, -1, -1)])
+    return x.index_select(dim, mirror[torch.remainder(torch.arange(-before, n + after), 2 * n)]).contiguous()
 
 
 def imresize(img: np.ndarray, scale: float) -> np.ndarray:
     """``HxW`` image resized by ``scale`` as MATLAB's ``imresize(img, scale, 'bicubic')`` (float32)."""
     x = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
     h, w = x.shape
-    ih, wh = _resize_weights(h, math.ceil(h * scale), scale)
-    iw, ww = _resize_weights(w, math.ceil(w * scale), scale)
-    rows = torch.stack([x[ih[i]].T.mv(wh[i]) for i in range(ih.shape[0])])  # along H
-    return torch.stack([rows[:, iw[j]].mv(ww[j]) for j in range(iw.shape[0])], dim=1).numpy()  # along W
+    sh, wh = _resize_weights(h, math.ceil(h * scale), scale)
+    sw, ww = _resize_weights(w, math.ceil(w * scale), scale)
+    ph, pw = wh.shape[1], ww.shape[1]
+    # Each output is a matrix-vector product over a *view* of the padded image, laid out as in
+    # BasicSR: torch's mv sums a gathered (contiguous) copy in another order, which moves the
+    # last bit and flips NIQE's grid search (torch 2.13: NIQE 9.8035 instead of 9.7983).
+    bh, bw = max(0, -int(sh.min())), max(0, -int(sw.min()))
+    xa = _mirror(x, 0, bh, max(0, int(sh.max()) + ph - h))
+    rows = torch.stack([xa[s + bh : s + bh + ph].T.mv(wh[i]) for i, s in enumerate(sh.tolist())])  # along H
+    ra = _mirror(rows, 1, bw, max(0, int(sw.max()) + pw - w))
+    return torch.stack([ra[:, s + bw : s + bw + pw].mv(ww[j]) for j, s in enumerate(sw.tolist())], dim=1).numpy()
 
 
 # ---------------------------------------------------------------------------
