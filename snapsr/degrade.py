@@ -12,6 +12,7 @@ images of a batch must keep one shape).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -64,6 +65,36 @@ class DegradeConfig:
     jpeg_range2: tuple[float, float] = (30.0, 95.0)
     # final stage
     final_sinc_prob: float = 0.8
+    # The mixture a batch is drawn from (``mode = "realesrgan"``): these shares of each batch are
+    # clean (bicubic only) and lightly degraded (one blur/resize/noise/JPEG round with the milder
+    # ranges below), the rest gets the full second-order model. Users feed clean photos too: a
+    # model that only ever saw heavy degradations smears their detail as if it were noise.
+    clean_share: float = 0.0
+    light_share: float = 0.0
+    light_blur_sigma: tuple[float, float] = (0.2, 1.5)
+    light_noise_range: tuple[float, float] = (1.0, 10.0)
+    light_poisson_scale_range: tuple[float, float] = (0.05, 1.0)
+    light_jpeg_range: tuple[float, float] = (60.0, 95.0)
+
+    def __post_init__(self):
+        if min(self.clean_share, self.light_share) < 0 or self.clean_share + self.light_share > 1:
+            raise ValueError(
+                f"degrade.clean_share ({self.clean_share}) and light_share ({self.light_share}) must be "
+                "non-negative and sum to at most 1"
+            )
+
+    def light(self) -> DegradeConfig:
+        """The single-round, milder model of the mixture's light share."""
+        return dataclasses.replace(
+            self,
+            second_order=False,
+            blur_sigma=self.light_blur_sigma,
+            noise_range=self.light_noise_range,
+            poisson_scale_range=self.light_poisson_scale_range,
+            jpeg_range=self.light_jpeg_range,
+            clean_share=0.0,
+            light_share=0.0,
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -313,14 +344,38 @@ def bicubic_down(hr: torch.Tensor, scale: int) -> torch.Tensor:
     return _quantize(lr)
 
 
+def mixture_sizes(batch: int, cfg: DegradeConfig) -> tuple[int, int, int]:
+    """How many images of a batch are ``(clean, light, full)``: the shares, rounded."""
+    clean = round(batch * cfg.clean_share)
+    light = min(round(batch * cfg.light_share), batch - clean)
+    return clean, light, batch - clean - light
+
+
 def degrade(hr: torch.Tensor, scale: int, cfg: DegradeConfig, generator: torch.Generator) -> torch.Tensor:
-    """HR batch ``(B,3,H,W)`` in [0, 1] (H, W multiples of ``scale``) -> LR batch ``(B,3,H/s,W/s)``."""
+    """HR batch ``(B,3,H,W)`` in [0, 1] (H, W multiples of ``scale``) -> LR batch ``(B,3,H/s,W/s)``.
+
+    With ``clean_share``/``light_share``, the first images of the batch are clean, the next
+    lightly degraded and the rest fully (crops are drawn at random, so the order means nothing).
+    """
     if hr.ndim != 4 or hr.shape[1] != 3:
         raise ValueError(f"degrade expects (B,3,H,W), got {tuple(hr.shape)}")
     if cfg.mode == "bicubic":
         return bicubic_down(hr, scale)
     if cfg.mode != "realesrgan":
         raise ValueError(f"unknown degradation mode {cfg.mode!r}")
+    clean, light, full = mixture_sizes(hr.shape[0], cfg)
+    if clean or light:
+        parts = [bicubic_down(hr[:clean], scale)] if clean else []
+        if light:
+            parts.append(_second_order(hr[clean : clean + light], scale, cfg.light(), generator))
+        if full:
+            parts.append(_second_order(hr[clean + light :], scale, cfg, generator))
+        return torch.cat(parts).to(hr.dtype)
+    return _second_order(hr, scale, cfg, generator)
+
+
+def _second_order(hr: torch.Tensor, scale: int, cfg: DegradeConfig, generator: torch.Generator) -> torch.Tensor:
+    """Real-ESRGAN's pipeline (``cfg.second_order = False``: its first round and final resize only)."""
     g = generator
     B = hr.shape[0]
     H, W = hr.shape[-2:]

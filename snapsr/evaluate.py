@@ -128,23 +128,72 @@ def score_model(
     return out
 
 
-@torch.no_grad()
-def first_crop(run, lr_dir: Path, hr_dir: Path | None, size: int = 192) -> np.ndarray:
-    """A centre crop (HR pixels) of the first pair's output, or of its HR image when ``run`` is None."""
-    lr_p, hr_p = pairs_or_files(lr_dir, hr_dir)[0]
-    if run is None:
-        img = read_rgb(hr_p)
-    else:
-        img = to_uint8_hwc(run(to_tensor(read_rgb(lr_p)).unsqueeze(0), lr_p.stem)[0])
+def spread(items: list, n: int) -> list:
+    """``n`` items evenly spaced over the list (its first and last included): strip rows from
+    different photos, not three seeds of the first one."""
+    if n <= 0 or not items:
+        return []
+    if n >= len(items):
+        return list(items)
+    return [items[round(i * (len(items) - 1) / max(n - 1, 1))] for i in range(n)]
+
+
+def detail_window(img: np.ndarray, size: int) -> tuple[int, int]:
+    """Top-left ``(y, x)`` of the ``size`` crop with the most fine detail (gradient energy of the
+    luminance, on a coarse grid of positions): a strip must show the feather, not the sky."""
     h, w = img.shape[:2]
-    y, x = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return img[y : y + size, x : x + size]
+    if h <= size and w <= size:
+        return 0, 0
+    y = img[..., :3].astype(np.float32).mean(-1) if img.ndim == 3 else img.astype(np.float32)
+    energy = np.zeros_like(y)
+    energy[:, 1:] += np.abs(np.diff(y, axis=1))
+    energy[1:, :] += np.abs(np.diff(y, axis=0))
+    integral = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    sh, sw = min(size, h), min(size, w)
+    step = max(8, size // 8)
+    tops = np.arange(0, h - sh + 1, step)[:, None]
+    lefts = np.arange(0, w - sw + 1, step)[None, :]
+    I = integral  # noqa: N806  (box sums from the integral image)
+    sums = I[tops + sh, lefts + sw] - I[tops, lefts + sw] - I[tops + sh, lefts] + I[tops, lefts]
+    i, j = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    return int(tops[i, 0]), int(lefts[0, j])
+
+
+@torch.no_grad()
+def strip_windows(pairs: list, size: int, run) -> list[tuple[int, int]]:
+    """Each pair's most detailed ``size`` window, found on its HR (on ``run``'s output without one)."""
+    out = []
+    for lr_p, hr_p in pairs:
+        ref = read_rgb(hr_p) if hr_p is not None else to_uint8_hwc(run(to_tensor(read_rgb(lr_p)).unsqueeze(0), "")[0])
+        out.append(detail_window(ref, size))
+    return out
+
+
+@torch.no_grad()
+def strip_crops(run, pairs: list, windows: list[tuple[int, int]], size: int) -> list[np.ndarray]:
+    """The crop at each window of ``run``'s output for each ``(lr, hr)`` pair (HR's own when ``run`` is None)."""
+    crops = []
+    for (lr_p, hr_p), (y, x) in zip(pairs, windows):
+        img = read_rgb(hr_p) if run is None else to_uint8_hwc(run(to_tensor(read_rgb(lr_p)).unsqueeze(0), lr_p.stem)[0])
+        crops.append(img[y : y + size, x : x + size])
+    return crops
 
 
 def _fmt(key: str, value: float) -> str:
     if "ssim" in key or key in ("maniqa", "maniqa-pipal", "clipiqa"):
         return f"{value:.4f}"
     return f"{value:.3f}" if key in ("hf_ratio", "niqe", "lpips", "dists") else f"{value:.2f}"
+
+
+def format_per_image(results: list[Scores], key: str) -> str:
+    """A Markdown table of one metric per image (columns) and method (rows): means hide a smeared
+    feather behind a flat sky."""
+    images = list(dict.fromkeys(n for r in results for n in r.per_image))
+    lines = [f"| {key} | " + " | ".join(images) + " |", "|---|" + "---:|" * len(images)]
+    for r in results:
+        vals = (r.per_image.get(n, {}).get(key, float("nan")) for n in images)
+        lines.append(f"| {r.method} | " + " | ".join(_fmt(key, v) for v in vals) + " |")
+    return "\n".join(lines)
 
 
 def format_table(results: list[Scores], keys=None) -> str:
@@ -184,7 +233,9 @@ def write_outputs(results: list[Scores], out_dir: Path) -> list[Path]:
         for r in results
     }
     (out_dir / "results.json").write_text(json.dumps(data, indent=2) + "\n")
-    (out_dir / "results.md").write_text(format_table(results) + "\n")
+    present = {k for r in results for v in r.per_image.values() for k in v}
+    per_image = [format_per_image(results, k) for k in ("psnr_y", "ssim_y", "hf_ratio", "niqe") if k in present]
+    (out_dir / "results.md").write_text("\n\n".join([format_table(results), *per_image]) + "\n")
     return [out_dir / n for n in ("results.csv", "results.json", "results.md")]
 
 
@@ -233,19 +284,23 @@ def plot_pd(results: list[Scores], path: Path, x_metric: str = "niqe") -> Path:
     return path
 
 
-def crop_strip(crops: list[tuple[str, np.ndarray]], path: Path) -> Path:
-    """Crops side by side with their labels above, as one PNG."""
+def crop_strip(columns: list[tuple[str, list[np.ndarray]]], path: Path) -> Path:
+    """Crops side by side, one column per method (its label above) and one row per image, as one PNG."""
     from PIL import Image, ImageDraw
 
-    h = max(c.shape[0] for _, c in crops)
-    w = sum(c.shape[1] for _, c in crops) + 4 * (len(crops) - 1)
-    canvas = Image.new("RGB", (w, h + 16), "white")
+    rows = max(len(c) for _, c in columns)
+    heights = [max(c[i].shape[0] for _, c in columns if i < len(c)) for i in range(rows)]
+    widths = [max(x.shape[1] for x in c) for _, c in columns]
+    canvas = Image.new("RGB", (sum(widths) + 4 * (len(columns) - 1), sum(heights) + 4 * (rows - 1) + 16), "white")
     draw = ImageDraw.Draw(canvas)
     x = 0
-    for label, c in crops:
-        canvas.paste(Image.fromarray(c), (x, 16))
+    for (label, crops), w in zip(columns, widths):
         draw.text((x + 2, 2), label, fill="black")
-        x += c.shape[1] + 4
+        y = 16
+        for c, h in zip(crops, heights):
+            canvas.paste(Image.fromarray(np.ascontiguousarray(c)), (x, y))
+            y += h + 4
+        x += w + 4
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
     return path

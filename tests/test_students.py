@@ -5,8 +5,10 @@ import torch
 
 from snapsr import checkpoint, rcod, weights
 from snapsr.config import DataConfig, FlowConfig, TrainConfig
+from snapsr.degrade import DegradeConfig
 from snapsr.flow import FlowSR
 from snapsr.losses.perception import PerceptionConfig
+from snapsr.losses.pixel import charbonnier
 from snapsr.nets import create
 from snapsr.rcod import RCODConfig
 from snapsr.train.distill import DistillRunConfig, train_distill
@@ -93,6 +95,15 @@ def test_dial_time_uniform_or_by_group():
     assert sim[:2].min() > sim[2:].max()
     t, centre = DialTime(RCODConfig(groups=2, jitter=False), [mid], 0.0, 1.0, 4)(lr, hr, g)
     assert centre.tolist() == [0.25, 0.25, 0.75, 0.75] and torch.equal(t, centre)
+    # dial "uniform": the groups still set the estimator's targets, but any sample trains any dial value
+    ts = torch.cat(
+        [DialTime(RCODConfig(groups=2, dial="uniform"), [mid], 0.0, 1.0, 4)(lr, hr, g)[0] for _ in range(50)]
+    )
+    _, centre = DialTime(RCODConfig(groups=2, dial="uniform"), [mid], 0.0, 1.0, 4)(lr, hr, g)
+    assert centre.tolist() == [0.25, 0.25, 0.75, 0.75]
+    assert ts.view(50, 4)[:, :2].max() > 0.5 and ts.view(50, 4)[:, 2:].min() < 0.5
+    with pytest.raises(ValueError, match="rcod.dial"):
+        RCODConfig(dial="groups")
 
 
 # -- GTASR -----------------------------------------------------------------------------
@@ -131,17 +142,43 @@ def test_gtasr_smoke_resume_with_stage2_reference(photo_dir, tmp_path):
     assert card["kind"] == "student" and card["recipe"].startswith("GTASR")
 
 
+def test_gtasr_supervised_dial_is_one_pass_per_sample(monkeypatch):
+    model = perturbed(FlowConfig(scale=4, backbone="lrnet_t"), 4)
+    cfg = GTASRConfig(w_consistency=0.0, w_ta=0.0)
+    dial = DialTime(RCODConfig(), [], 0.0, 1.0, 4)
+    loss = GTASRLoss(model, model, cfg, 10, dial, lambda *a: torch.zeros(()))
+    calls = []
+    forward = model.velocity
+    monkeypatch.setattr(model, "velocity", lambda x, t, c: calls.append(x.shape[0]) or forward(x, t, c))
+    hr = torch.rand(2, 3, 16, 16)
+    lr = torch.nn.functional.avg_pool2d(hr, 4)
+    value = loss(lr, hr, torch.Generator().manual_seed(0))
+    assert calls == [2]  # one pass over the batch, no consistency or alignment passes
+    # it is the Charbonnier distance of the one-step output at the drawn dial value
+    g = torch.Generator().manual_seed(0)
+    x_0 = model.start(model.condition(lr), torch.randn(hr.shape, generator=g))
+    t, _ = dial(lr, hr, g)
+    out = x_0 + forward(x_0, t, model.condition(lr))
+    assert torch.allclose(value, charbonnier(out, hr, cfg.charbonnier_eps))
+
+
 FLAGS = [
     dict(rcod=RCODConfig(groups=2, calib_batches=2)),
     dict(rcod=RCODConfig(groups=3, calib_batches=2, prompt=True, estimator=True)),
     dict(rcod=RCODConfig(prompt=True)),
     dict(perception=PerceptionConfig(w_hfp=0.5)),
     dict(perception=PerceptionConfig(w_adv=0.1, adv_start=1, adv_ramp=1, d_channels=8)),
+    dict(
+        rcod=RCODConfig(groups=2, calib_batches=2, estimator=True, dial="uniform"),
+        degrade=DegradeConfig(clean_share=0.25, light_share=0.25),
+    ),  # fmt: skip
 ]
 
 
 @pytest.mark.parametrize("recipe", ["oftsr", "gtasr"])
-@pytest.mark.parametrize("flags", FLAGS, ids=["groups", "groups+prompt+estimator", "prompt", "hfp", "adv"])
+@pytest.mark.parametrize(
+    "flags", FLAGS, ids=["groups", "groups+prompt+estimator", "prompt", "hfp", "adv", "uniform+mixture"]
+)
 def test_every_recipe_and_flag_combination_trains(recipe, flags, photo_dir, tmp_path):
     fcfg = FlowConfig(scale=4, backbone="lrnet_t")
     base = weights.save(tmp_path / "t.safetensors", perturbed(fcfg, 2), weights.flow_card(fcfg, kind="teacher"))

@@ -20,6 +20,8 @@ Stage II, from ``stage2_start`` (Dual-Reference Structural Rectification):
   (refreshed every ``refresh_every`` steps: a slowly moving structural anchor) and against
   the ground truth's edge maps.
 ``C`` is the Charbonnier distance. VPD-SR's perception terms and RCOD apply as in every student.
+With ``w_consistency = w_ta = 0`` only the pixel term (and stage II) remain: the dial trained
+directly on pairs, one network pass per sample instead of four (configs/student_s.toml).
 """
 
 from __future__ import annotations
@@ -121,6 +123,10 @@ class GTASRLoss(nn.Module):
         rand = lambda *shape: torch.randn(shape, generator=generator).to(hr)  # noqa: E731
         x_0 = st.start(cond, rand(*hr.shape))
         t_d, centre = self.dial(lr, hr, generator)
+        if c.w_consistency == 0 and c.w_ta == 0:  # supervised dial only: one pass, no trajectory terms
+            out = x_0 + st.velocity(x_0, t_d, cond).float()
+            loss = c.w_pixel * C(out, hr) + self.stage2_terms(out, x_0, t_d, cond, hr)
+            return loss + self.terms(out, hr, cond, t_d, centre)
         n = time_grid_size(c, self.step, self.total)
         i = torch.randint(0, n, (B,), generator=generator)
         t, s = grid_time(i, n, c.rho).to(hr), grid_time(i + 1, n, c.rho).to(hr)
@@ -145,11 +151,16 @@ class GTASRLoss(nn.Module):
         f_hat = self.f(hat_tau, tau, cond).float()
 
         loss = c.w_consistency * C(f_t, f_s) + c.w_ta * C(f_hat, f_y) + c.w_pixel * C(out, hr)
-        if self.stage2:
-            with torch.no_grad():
-                ref = (x_0 + self.reference.velocity(x_0, t_d, cond)).float()
-            loss = loss + c.w_ref * edge_loss(out, ref) + c.w_edge * edge_loss(out, hr)
-        return loss + self.terms(out, hr, cond, t_d, centre)
+        return loss + self.stage2_terms(out, x_0, t_d, cond, hr) + self.terms(out, hr, cond, t_d, centre)
+
+    def stage2_terms(self, out, x_0, t_d, cond, hr) -> torch.Tensor:
+        """DRSR: the output's edges against the frozen reference's and the ground truth's (0 in stage I)."""
+        c = self.cfg
+        if not self.stage2:
+            return out.new_zeros(())
+        with torch.no_grad():
+            ref = (x_0 + self.reference.velocity(x_0, t_d, cond)).float()
+        return c.w_ref * edge_loss(out, ref) + c.w_edge * edge_loss(out, hr)
 
 
 def build_gtasr(cfg: GTASRRunConfig, device: torch.device) -> Recipe:

@@ -46,7 +46,10 @@ class DialTime(nn.Module):
         if self.r.groups <= 0:
             return (self.lo + (self.hi - self.lo) * torch.rand(B, generator=generator)).to(hr), None
         group = rcod.group_of(rcod.similarity(lr, hr, self.scale).cpu(), self.boundaries)
-        t = rcod.group_time(group, self.r.groups, self.lo, self.hi, generator, self.r.jitter)
+        if self.r.dial == "uniform":
+            t = self.lo + (self.hi - self.lo) * torch.rand(B, generator=generator)
+        else:
+            t = rcod.group_time(group, self.r.groups, self.lo, self.hi, generator, self.r.jitter)
         centre = rcod.group_time(group, self.r.groups, self.lo, self.hi, None, jitter=False)
         return t.to(hr), centre.to(hr)
 
