@@ -117,7 +117,7 @@ def run(
     template: str = "{stem}_x{scale}.{ext}",
     overwrite: bool = False,
     overwrite_inputs: bool = False,
-    realism: float = 0.5,
+    realism: float | str | None = None,  # None: the model's default
     realism_map=None,
     seed: int = 0,
     scale: float | None = None,

@@ -176,7 +176,9 @@ def degrade(hr_dir, output, scale, seed, mode, max_size):
 @click.option("--weights", help="A bundled name or .safetensors file to run on --lr (bicubic is always scored).")
 @click.option("--steps", default=None, help="Comma list of sampling step counts (default: the card's).")
 @click.option("--sampler", default="euler", show_default=True, help="Comma list: euler, heun.")
-@click.option("--realism", default="1", show_default=True, help="Comma list of dial values (a sweep).")
+@click.option(
+    "--realism", default=None, help="Comma list of dial values (a sweep) or auto. Default: the model's default value."
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--scale", default=4, show_default=True, type=int, help="When no weights are given.")
 @click.option("--crop-border", default=None, type=int, help="Default: the scale.")
@@ -321,7 +323,9 @@ def eval_cmd(
         if up is not None:
             step_list = [int(v) for v in steps.split(",")] if steps else [up.steps]
             kind = up.card.get("kind", "model")
-            dial = [v.strip() if v.strip() == "auto" else float(v) for v in realism.split(",")]
+            dial = [
+                v.strip() if v.strip() == "auto" else float(v) for v in (realism or str(up.default_realism)).split(",")
+            ]
             for smp in sampler.split(","):
                 for n in step_list:
                     series = "one step" if kind == "student" else f"{smp} {n} step{'s' * (n > 1)}"
@@ -373,7 +377,9 @@ def _float_list_ok(value: str) -> float | str:
 @click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders (and ** in globs).")
 @click.option("-s", "--scale", type=float, default=None, help="Output scale; any float (default: the model's).")
 @click.option(
-    "--realism", default="0.5", show_default=True, help="Fidelity (0) to realism (1), or auto (RCOD's estimator)."
+    "--realism",
+    default=None,
+    help="Fidelity (0) to realism (1), or auto (RCOD's estimator). Default: the model's (snapsr models).",
 )
 @click.option("--realism-map", type=click.Path(exists=True, dir_okay=False), help="Greyscale image: per-pixel dial.")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -431,7 +437,7 @@ def upscale(
     from snapsr import batch
     from snapsr.upscaler import Upscaler
 
-    r = _float_list_ok(realism)
+    r = None if realism is None else _float_list_ok(realism)
     if scale is not None and scale <= 0:
         raise click.BadParameter("--scale must be positive")
     rmap = None
@@ -591,8 +597,14 @@ def bench(weights, lr_size, repeats, steps, device, dtype, tile, no_baselines, m
 @click.option("--metrics", type=click.Path(exists=True, dir_okay=False), help="results.json of snapsr eval.")
 @click.option("--eval-command", default=None, help="The command that produced --metrics, for the card.")
 @click.option("--default-steps", type=int, default=None)
+@click.option(
+    "--default-realism",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="The dial value upscale, eval and the API use when none is given (pick it from benchmarks/quality.sh).",
+)
 @click.option("--name", default=None, help="Model name for the card (default: the output's stem).")
-def export(weights_in, output, metrics, eval_command, default_steps, name):
+def export(weights_in, output, metrics, eval_command, default_steps, default_realism, name):
     """Write WEIGHTS_IN (e.g. a run's ema.safetensors) as a shippable model with its card."""
     from snapsr import weights as wmod
 
@@ -603,6 +615,8 @@ def export(weights_in, output, metrics, eval_command, default_steps, name):
     card["parameters"] = sum(p.numel() for p in model.parameters())
     if default_steps is not None:
         card["default_steps"] = default_steps
+    if default_realism is not None:
+        card["default_realism"] = default_realism
     if metrics:
         data = json.loads(Path(metrics).read_text())
         card["metrics"] = {k: {m: round(v, 4) for m, v in d["mean"].items()} for k, d in data.items()}

@@ -292,6 +292,10 @@ def _encode(f, pic: Picture, fmt: str, quality: int) -> None:
         kw["quality"] = quality
     if fmt == "JPEG":
         kw["subsampling"] = 0 if quality >= 90 else 2
+    if fmt == "PNG":
+        # zlib level 1: 5x faster than Pillow's default 6 on an upscaled photo (0.3 s vs 1.5 s for
+        # 3 MP), 15-20% larger; at the default, encoding took longer than the network
+        kw["compress_level"] = 1
     im.save(f, format=fmt, **kw)
 
 

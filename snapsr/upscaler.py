@@ -1,4 +1,4 @@
-"""``Upscaler``: the one public call, ``up(image, realism=0.5, realism_map=None, seed=0)``.
+"""``Upscaler``: the one public call, ``up(image, realism=None, realism_map=None, seed=0)`` (None: the model's default).
 
 The inference contract: input floats in [0, 1]; the image stays on the CPU and
 goes to the device one overlapping tile at a time; noise is seeded per output
@@ -113,6 +113,12 @@ class Upscaler:
         return self.model.cfg.scale
 
     @property
+    def default_realism(self) -> float:
+        """The dial value a caller gets without naming one: the card's (chosen by evaluation on the
+        three tracks, benchmarks/quality.sh), 0.5 for weights whose card does not say."""
+        return float(self.card.get("default_realism", 0.5))
+
+    @property
     def steps(self) -> int:
         return int(self.options.steps or self.card.get("default_steps", 1))
 
@@ -181,7 +187,7 @@ class Upscaler:
         self,
         lr: torch.Tensor,
         *,
-        realism: float | str = 0.5,
+        realism: float | str | None = None,
         realism_map: torch.Tensor | None = None,
         seed: int = 0,
         scale: float | None = None,
@@ -189,8 +195,11 @@ class Upscaler:
     ) -> torch.Tensor:
         """``(1,C,h,w)`` float in [0, 1] (C = 1 or 3) -> upscaled ``(1,C,H,W)`` in [0, 1] on the CPU.
 
-        ``realism="auto"``: the model's RCOD estimator sets the dial per region from the LR.
+        ``realism="auto"``: the model's RCOD estimator sets the dial per region from the LR;
+        ``None``: the model's ``default_realism``.
         """
+        if realism is None:
+            realism = self.default_realism
         if lr.ndim != 4 or lr.shape[0] != 1 or lr.shape[1] not in (1, 3):
             raise ValueError(f"expected a (1, 1 or 3, H, W) tensor, got {tuple(lr.shape)}")
         if realism == "auto":
@@ -228,7 +237,7 @@ class Upscaler:
             alpha = alpha[0, 0].numpy()
         return replace(pic, pixels=out[0].permute(1, 2, 0).numpy(), alpha=alpha)
 
-    def up(self, image, realism: float | str = 0.5, realism_map=None, seed: int = 0, scale: float | None = None):
+    def up(self, image, realism: float | str | None = None, realism_map=None, seed: int = 0, scale=None):
         """Upscale a PIL image, a numpy array (uint8, uint16 or float in [0, 1]; HxW or HxWxC) or a
         torch tensor (CxHxW or 1xCxHxW, float in [0, 1]); returns the same kind."""
         rmap = _as_map(realism_map)

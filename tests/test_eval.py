@@ -93,6 +93,8 @@ def test_export_writes_card_with_metrics(tmp_path, tiny_weights):
             "snapsr eval ...",
             "--default-steps",
             "3",
+            "--default-realism",
+            "0.3",
         ],
     )
     assert res.exit_code == 0, res.output
@@ -102,6 +104,34 @@ def test_export_writes_card_with_metrics(tmp_path, tiny_weights):
     assert card["metrics"] == {"bicubic": {"psnr_y": 25.1235}} and card["default_steps"] == 3
     assert card["name"] == "shipped" and card["parameters"] == sum(p.numel() for p in model.parameters())
     assert card["metrics_command"] == "snapsr eval ..."
+    # the card's dial value is what every caller gets without naming one: API, upscale and eval agree
+    from snapsr.upscaler import Upscaler
+
+    up = Upscaler.from_pretrained(out)
+    x = torch.rand(1, 3, 8, 8)
+    assert up.default_realism == 0.3 and torch.equal(up.upscale_tensor(x), up.upscale_tensor(x, realism=0.3))
+    assert not torch.equal(up.upscale_tensor(x), up.upscale_tensor(x, realism=0.5))
+    (tmp_path / "lr").mkdir()
+    Image.fromarray(smooth_image(8, 8, 0)).save(tmp_path / "lr" / "a.png")
+    res = CliRunner().invoke(
+        main, ["eval", "--lr", str(tmp_path / "lr"), "--weights", str(out), "--out-dir", str(tmp_path / "r")]
+    )
+    assert res.exit_code == 0, res.output
+    assert "euler 3 steps, realism 0.3" in json.loads((tmp_path / "r" / "results.json").read_text())
+    cmd = [
+        "upscale",
+        str(tmp_path / "lr" / "a.png"),
+        "-o",
+        str(tmp_path / "o"),
+        "--weights",
+        str(out),
+        "--dtype",
+        "fp32",
+    ]
+    res = CliRunner().invoke(main, cmd)
+    assert res.exit_code == 0, res.output
+    with Image.open(tmp_path / "lr" / "a.png") as im, Image.open(tmp_path / "o" / "a_x4.png") as cli_out:
+        assert np.array_equal(np.asarray(cli_out), np.asarray(up.up(im, realism=0.3)))
 
 
 def tiny_lpips_weights(folder, width=4):

@@ -16,8 +16,8 @@ def test_position_noise_is_per_pixel_and_normal():
 
 
 def _position_noise_int64(seed, channels, y0, x0, h, w):
-    """The definition position_noise was first written as (int64, out of place): the shipped
-    outputs for a given seed depend on these exact values."""
+    """position_noise written plainly (int64, out of place): the shipped outputs for a given seed
+    depend on these exact values (two 16-bit uniforms from one hash, Box-Muller in float32)."""
     import math
 
     m = 0xFFFFFFFF
@@ -27,9 +27,10 @@ def _position_noise_int64(seed, channels, y0, x0, h, w):
     hsh = tiling._hash32
     key = hsh(torch.tensor(seed & m) ^ hsh(torch.tensor((seed >> 32) & m) + 0x9E3779B9))
     base = hsh(hsh(hsh(key ^ cs) ^ ys) ^ (xs * 0x27D4EB2F & m))
-    u1 = (hsh(base ^ 0x68E31DA4).double() + 0.5) / 2**32
-    u2 = (hsh(base ^ 0xB5297A4D).double() + 0.5) / 2**32
-    return (torch.sqrt(-2 * torch.log(u1)) * torch.cos(2 * math.pi * u2)).float().unsqueeze(0)
+    h = hsh(base ^ 0x68E31DA4)
+    u1 = ((h >> 16).float() + 0.5) / 2**16
+    u2 = ((h & 0xFFFF).float() + 0.5) / 2**16
+    return (torch.sqrt(-2 * torch.log(u1)) * torch.cos(2 * math.pi * u2)).unsqueeze(0)
 
 
 def test_position_noise_keeps_its_values():

@@ -196,3 +196,21 @@ def test_torchrun_two_processes(photo_dir, tmp_path):
     assert state["step"] == 3
     lines = (out / "log.jsonl").read_text().splitlines()
     assert len(lines) == 3  # rank 0 logs; rank 1 does not
+
+
+def test_run_stats_count_each_step_once_across_resumes(tmp_path):
+    from snapsr.train.loop import run_stats
+
+    lines = [
+        {"step": 20, "samples": 320, "samples_s": 32.0},  # 10 s
+        {"step": 40, "samples": 320, "samples_s": 16.0},  # 20 s
+        {"step": 40, "val_psnr_y": {"t0": 30.0}},
+        {"step": 20, "samples": 320, "samples_s": 32.0},  # resumed from step 20 after a kill: not again
+        {"step": 60, "samples_s": 64.0},  # an older log line without "samples": steps x batch
+    ]
+    text = "\n".join(json.dumps(x) for x in lines) + '\n{"step": 80, "samp'  # the last line cut by a kill
+    (tmp_path / "log.jsonl").write_text(text)
+    stats = run_stats(tmp_path, 16)
+    assert stats["samples_seen"] == 960 and abs(stats["train_hours"] * 3600 - 35) < 3.6
+    assert run_stats(tmp_path, 16, upto=40)["samples_seen"] == 640
+    assert run_stats(tmp_path / "none", 16) == {"samples_seen": 0, "train_hours": 0.0}

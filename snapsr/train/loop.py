@@ -32,11 +32,35 @@ from snapsr.train import engine
 Predictor = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (model, lr, eps) -> sr
 
 
+def run_stats(out_dir: str | Path, batch: int, upto: int | None = None) -> dict:
+    """Samples seen and wall hours of a run (over all its resumed sessions) from its ``log.jsonl``:
+    each logged interval holds its step, its samples (else steps x ``batch``) and the samples/s it ran at."""
+    path = Path(out_dir) / "log.jsonl"
+    samples, seconds, last = 0, 0.0, 0
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a kill
+                continue
+            if "samples_s" not in rec or (upto is not None and rec["step"] > upto):
+                continue
+            if rec["step"] <= last:  # a resumed run re-logs from its checkpoint: count each step once
+                continue
+            n = rec.get("samples") or (rec["step"] - last) * batch
+            seconds += n / rec["samples_s"] if n and rec["samples_s"] > 0 else 0.0
+            samples += n
+            last = rec["step"]
+    return {"samples_seen": samples, "train_hours": round(seconds / 3600, 3)}
+
+
 def run_card(cfg, step: int) -> dict:
-    """The card fields every recipe's weights carry: how far and on what they were trained."""
+    """The card fields every recipe's weights carry: how far, how long and on what they were trained."""
     return {
         "steps_trained": step,
+        **run_stats(cfg.train.out_dir, cfg.train.batch_size, step),
         "degradation": cfg.degrade.mode,
+        "degradation_mix": {"clean": cfg.degrade.clean_share, "light": cfg.degrade.light_share},
         "train_data": cfg.data.train_dir,
         "crop": cfg.data.crop,
         "batch_size": cfg.train.batch_size,
@@ -331,8 +355,9 @@ def run(
                 if d.main and (step % tc.log_every == 0 or step == end):
                     now = time.perf_counter()
                     rate = n_last / (now - t_last)
-                    t_last, n_last = now, 0
+                    t_last, n_last, n_interval = now, 0, n_last
                     rec = {"step": step, "loss": losses[step], "lr": sched.get_last_lr()[0], "samples_s": rate}
+                    rec["samples"] = n_interval  # for the card's samples and hours (run_stats)
                     log_file.write(json.dumps(rec) + "\n")
                     log_file.flush()
                     if bar is not None:

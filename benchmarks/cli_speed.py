@@ -1,0 +1,102 @@
+"""Whole-command speed: ``snapsr upscale`` on two photos against Real-ESRGAN x4plus on the same photos,
+each as a fresh process that starts, loads its weights, reads, upscales and writes PNGs, timed in one run.
+
+    python benchmarks/cli_speed.py [--photos DIR] [--size 512x384] [--repeats 3] [--json FILE]
+
+The photos are centre crops of the first two images of DIR (default: the validation photos; without
+them, the bundled example enlarged). Pause background training while this runs: both share the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+ESRGAN = """
+import sys, numpy as np
+from PIL import Image
+from snapsr.peers import RealESRGANncnn
+net = RealESRGANncnn()
+for src in sys.argv[2:]:
+    x = np.asarray(Image.open(src).convert("RGB"), np.float32).transpose(2, 0, 1) / 255
+    y = (net(x).clip(0, 1).transpose(1, 2, 0) * 255).round().astype(np.uint8)
+    Image.fromarray(y).save(f"{sys.argv[1]}/{src.rsplit('/', 1)[-1][:-4]}_esrgan.png")
+"""
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def photos(folder: Path, size: tuple[int, int]) -> list[Image.Image]:
+    from snapsr.imageio import list_files
+
+    files = list_files(folder)[:2] if folder.is_dir() else []
+    if len(files) < 2:
+        files = [Path(__file__).parents[1] / "snapsr" / "assets" / "example.jpg"] * 2
+    out = []
+    for f in files:
+        im = Image.open(f).convert("RGB")
+        k = max(size[0] / im.width, size[1] / im.height, 1.0)
+        im = im.resize((round(im.width * k), round(im.height * k)), Image.Resampling.LANCZOS) if k > 1 else im
+        x, y = (im.width - size[0]) // 2, (im.height - size[1]) // 2
+        out.append(im.crop((x, y, x + size[0], y + size[1])))
+    return out
+
+
+def timed(cmd: list[str], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--photos", default="../shared/data/photos/val")
+    ap.add_argument("--size", default="512x384")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    w, h = (int(v) for v in a.size.split("x"))
+    with tempfile.TemporaryDirectory() as d:
+        srcs = []
+        for i, im in enumerate(photos(Path(a.photos), (w, h))):
+            srcs.append(f"{d}/photo{i}.png")
+            im.save(srcs[-1])
+        snap = [sys.executable, "-m", "snapsr", "upscale", *srcs, "-o", f"{d}/out", "--overwrite", "--quiet"]
+        snap += ["--weights", a.weights] if a.weights else []
+        rows = {
+            "snapsr upscale (bundled default, whole command)": timed(snap, a.repeats),
+            "Real-ESRGAN x4plus (ncnn fp32, whole process)": timed([sys.executable, "-c", ESRGAN, d, *srcs], a.repeats),
+        }
+    snap_s, esr_s = rows.values()
+    print(f"CPU: {cpu_name()}; two {w}x{h} photos; median of {a.repeats} runs, each a fresh process")
+    print("| command | seconds |\n|---|---:|")
+    for k, v in rows.items():
+        print(f"| {k} | {v:.2f} |")
+    print(f"snapsr is {esr_s / snap_s:.1f}x faster than Real-ESRGAN x4plus")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"cpu": cpu_name(), "size": a.size, "seconds": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
