@@ -38,5 +38,9 @@ SNAPSR_NO_HUGEPAGES=1 snapsr bench --weights "$student" --lr-size 512x384 --repe
 snapsr bench --weights "$teacher" --lr-size 128x128 --repeats 5 --memory --json results/bench.json \
     | tee results/bench.md
 
-# 6. training throughput of each backbone size
+# 6. the three tracks beside Real-ESRGAN x4plus, and the whole command's speed against it
+bash benchmarks/quality.sh "$student" results/quality "$photos"
+python benchmarks/cli_speed.py --photos "$photos" --json results/cli_speed.json | tee results/cli_speed.md
+
+# 7. training throughput of each backbone size
 python benchmarks/train_speed.py --json results/train_speed.json | tee results/train_speed.txt
