@@ -323,9 +323,7 @@ def eval_cmd(
         if up is not None:
             step_list = [int(v) for v in steps.split(",")] if steps else [up.steps]
             kind = up.card.get("kind", "model")
-            dial = [
-                v.strip() if v.strip() == "auto" else float(v) for v in (realism or str(up.default_realism)).split(",")
-            ]
+            dial = [_float_list_ok(v.strip()) for v in (realism or str(up.default_realism)).split(",")]
             for smp in sampler.split(","):
                 for n in step_list:
                     series = "one step" if kind == "student" else f"{smp} {n} step{'s' * (n > 1)}"

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from snapsr.imageio import ImageReadError, list_files, read_rgb, to_tensor
-from snapsr.metrics import hf_energy_ratio, psnr, ssim, to_uint8_hwc
+from snapsr.metrics import hf_energy_ratio, psnr, spikes_per_mp, ssim, to_uint8_hwc
 from snapsr.niqe import niqe
 
 
@@ -36,6 +36,7 @@ def full_reference(sr: np.ndarray, hr: np.ndarray, crop_border: int, scale: int)
         "ssim_rgb": ssim(sr, hr, crop_border),
         "hf_ratio": hf_energy_ratio(sr, hr, scale),
         "niqe": no_reference_niqe(sr, crop_border),
+        "spikes": spikes_per_mp(sr),
     }
 
 
@@ -50,7 +51,7 @@ def score_image(sr: np.ndarray, hr: np.ndarray | None, crop_border: int, scale: 
     if hr is not None and sr.shape != hr.shape:
         raise ValueError(f"SR size {sr.shape} differs from HR size {hr.shape}")
     if hr is None:
-        base = {"niqe": no_reference_niqe(sr, crop_border)}
+        base = {"niqe": no_reference_niqe(sr, crop_border), "spikes": spikes_per_mp(sr)}
     else:
         base = full_reference(sr, hr, crop_border, scale)
     return {**base, **(extra(sr, hr) if extra else {})}
@@ -182,6 +183,8 @@ def strip_crops(run, pairs: list, windows: list[tuple[int, int]], size: int) -> 
 def _fmt(key: str, value: float) -> str:
     if "ssim" in key or key in ("maniqa", "maniqa-pipal", "clipiqa"):
         return f"{value:.4f}"
+    if key == "spikes":
+        return f"{value:.0f}"
     return f"{value:.3f}" if key in ("hf_ratio", "niqe", "lpips", "dists") else f"{value:.2f}"
 
 
@@ -200,7 +203,7 @@ def format_table(results: list[Scores], keys=None) -> str:
     """A Markdown table of the mean scores, one row per method."""
     if keys is None:
         present = {k for r in results for v in r.per_image.values() for k in v}
-        order = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "hf_ratio", "niqe", "lpips", "dists", "musiq")
+        order = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "hf_ratio", "niqe", "spikes", "lpips", "dists", "musiq")
         order += ("maniqa", "maniqa-pipal", "clipiqa")
         keys = [k for k in order if k in present] + sorted(present - set(order))
     lines = ["| method | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
@@ -234,7 +237,8 @@ def write_outputs(results: list[Scores], out_dir: Path) -> list[Path]:
     }
     (out_dir / "results.json").write_text(json.dumps(data, indent=2) + "\n")
     present = {k for r in results for v in r.per_image.values() for k in v}
-    per_image = [format_per_image(results, k) for k in ("psnr_y", "ssim_y", "hf_ratio", "niqe") if k in present]
+    keys = [k for k in ("psnr_y", "ssim_y", "hf_ratio", "niqe", "spikes") if k in present]
+    per_image = [format_per_image(results, k) for k in keys]
     (out_dir / "results.md").write_text("\n\n".join([format_table(results), *per_image]) + "\n")
     return [out_dir / n for n in ("results.csv", "results.json", "results.md")]
 

@@ -95,3 +95,23 @@ def hf_energy_ratio(img: np.ndarray, ref: np.ndarray, scale: int) -> float:
 
     den = energy(ref)
     return float("nan") if den == 0 else energy(img) / den
+
+
+def spikes_per_mp(img: np.ndarray, threshold: float = 40.0) -> float:
+    """Isolated-pixel artifacts per megapixel: pixels that differ from the median of their 3x3
+    neighbourhood by more than ``threshold`` (0-255 scale) in some channel, while that neighbourhood's
+    other pixels agree with it (its 8 neighbours' spread is below the threshold). A photo's edges and
+    texture move whole neighbourhoods; a single hot pixel does not."""
+    x = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
+    x = x.unsqueeze(-1) if x.ndim == 2 else x
+    x = x.permute(2, 0, 1)
+    h, w = x.shape[-2:]
+    if h < 2 or w < 2:
+        return 0.0
+    pad = F.pad(x[None], (1, 1, 1, 1), mode="reflect")[0]  # a border pixel's neighbours are never itself
+    shifts = [pad[:, i : i + h, j : j + w] for i in range(3) for j in range(3) if (i, j) != (1, 1)]
+    nb = torch.stack(shifts)
+    med = nb.median(0).values
+    calm = (nb.amax(0) - nb.amin(0)) < threshold
+    spike = (((x - med).abs() > threshold) & calm).any(0)
+    return float(spike.sum()) / (h * w) * 1e6

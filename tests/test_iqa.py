@@ -130,7 +130,7 @@ def test_eval_no_reference_without_hr(tmp_path):
     assert "broken.png" in res.output  # reported by name, the others scored
     data = json.loads((tmp_path / "o" / "results.json").read_text())["mine"]
     assert set(data["per_image"]) == {"a", "b"}
-    assert set(data["mean"]) == {"niqe", "musiq", "maniqa", "clipiqa"}  # no PSNR without HR
+    assert set(data["mean"]) == {"niqe", "spikes", "musiq", "maniqa", "clipiqa"}  # no PSNR without HR
     assert all(np.isfinite(v) for v in data["mean"].values())
     assert data["per_image"]["a"]["clipiqa"] != data["per_image"]["b"]["clipiqa"]
     # with HR the same metrics come beside the full-reference ones
@@ -153,7 +153,7 @@ def test_eval_lr_without_hr_runs_the_model(tmp_path, tiny_weights):
     assert Image.open(tmp_path / "strip.png").width > 0  # bicubic and the model, no HR crop
     data = json.loads((tmp_path / "o" / "results.json").read_text())
     assert "bicubic" in data and len(data) == 2
-    assert all(set(d["mean"]) == {"niqe", "clipiqa"} for d in data.values())
+    assert all(set(d["mean"]) == {"niqe", "spikes", "clipiqa"} for d in data.values())
 
 
 def test_missing_weights_name_the_file(tmp_path, monkeypatch):
