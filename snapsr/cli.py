@@ -257,6 +257,7 @@ def eval_cmd(
     LPIPS, DISTS, MUSIQ, MANIQA, CLIP-IQA. Without --hr, the no-reference metrics only."""
     from snapsr import evaluate
     from snapsr.flow import upsample
+    from snapsr.imageio import read_rgb
 
     extra = None
     if learned is None and metric_weights:
@@ -311,12 +312,20 @@ def eval_cmd(
         pairs = evaluate.spread(evaluate.pairs_or_files(lr_path, hr_path), strip_images) if strip_path else []
         windows = evaluate.strip_windows(pairs, strip_size, bicubic)
 
+        at = {lr_p: w for (lr_p, _), w in zip(pairs, windows)}  # strip rows: LR file -> its crop window
+
         def score(label, run, short, series=None, r=None):
-            res = evaluate.score_model(run, lr_path, hr_path, cb, scale, label, extra=extra)
+            crops = {}  # the strip's crops, cut from the outputs that scoring makes anyway
+
+            def keep(lr_p, sr):
+                if lr_p in at:
+                    crops[lr_p] = evaluate.strip_crop(sr, at[lr_p], strip_size)
+
+            res = evaluate.score_model(run, lr_path, hr_path, cb, scale, label, extra=extra, keep=keep)
             res.series, res.realism = series, r
             results.append(res)
             if pairs:
-                strip.append((short, evaluate.strip_crops(run, pairs, windows, strip_size)))
+                strip.append((short, [crops[lr_p] for lr_p, _ in pairs]))
 
         for label, run in runners:
             score(label, run, label.replace(" x4plus", ""))
@@ -338,7 +347,8 @@ def eval_cmd(
                         score(f"{series}, realism {rs}", run, rs, *((series, r) if r != "auto" else ()))
         if pairs:
             if hr_path is not None:
-                strip.append(("HR", evaluate.strip_crops(None, pairs, windows, strip_size)))
+                hr_crops = [evaluate.strip_crop(read_rgb(hr_p), w, strip_size) for (_, hr_p), w in zip(pairs, windows)]
+                strip.append(("HR", hr_crops))
             evaluate.crop_strip(strip, Path(strip_path))
     if not results:
         raise click.UsageError("give --sr DIR, or --lr DIR (with --weights to run a model)")

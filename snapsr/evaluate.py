@@ -116,12 +116,15 @@ def score_model(
     scale: int,
     method: str,
     extra=None,
+    keep=None,  # callable: (lr_path, sr uint8 HxWx3) -> None, sees every output once (strip crops)
 ) -> Scores:
     out = Scores(method)
     for lr_p, hr_p in pairs_or_files(lr_dir, hr_dir):
         lr = to_tensor(read_rgb(lr_p)).unsqueeze(0)
         hr = read_rgb(hr_p) if hr_p is not None else None
         sr = to_uint8_hwc(run(lr, lr_p.stem)[0])
+        if keep is not None:
+            keep(lr_p, sr)
         try:
             out.per_image[(hr_p or lr_p).stem] = score_image(sr, hr, crop_border, scale, extra)
         except ValueError as e:
@@ -170,14 +173,9 @@ def strip_windows(pairs: list, size: int, run) -> list[tuple[int, int]]:
     return out
 
 
-@torch.no_grad()
-def strip_crops(run, pairs: list, windows: list[tuple[int, int]], size: int) -> list[np.ndarray]:
-    """The crop at each window of ``run``'s output for each ``(lr, hr)`` pair (HR's own when ``run`` is None)."""
-    crops = []
-    for (lr_p, hr_p), (y, x) in zip(pairs, windows):
-        img = read_rgb(hr_p) if run is None else to_uint8_hwc(run(to_tensor(read_rgb(lr_p)).unsqueeze(0), lr_p.stem)[0])
-        crops.append(img[y : y + size, x : x + size])
-    return crops
+def strip_crop(img: np.ndarray, window: tuple[int, int], size: int) -> np.ndarray:
+    y, x = window
+    return img[y : y + size, x : x + size]
 
 
 def _fmt(key: str, value: float) -> str:

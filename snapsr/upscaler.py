@@ -237,7 +237,14 @@ class Upscaler:
             alpha = alpha[0, 0].numpy()
         return replace(pic, pixels=out[0].permute(1, 2, 0).numpy(), alpha=alpha)
 
-    def up(self, image, realism: float | str | None = None, realism_map=None, seed: int = 0, scale=None):
+    def up(
+        self,
+        image,
+        realism: float | str | None = None,
+        realism_map=None,
+        seed: int = 0,
+        scale: float | None = None,
+    ):
         """Upscale a PIL image, a numpy array (uint8, uint16 or float in [0, 1]; HxW or HxWxC) or a
         torch tensor (CxHxW or 1xCxHxW, float in [0, 1]); returns the same kind."""
         rmap = _as_map(realism_map)
