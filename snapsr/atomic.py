@@ -27,3 +27,34 @@ def write(path: str | Path, writer: Callable[[BinaryIO], object]) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def clean_stale(folder: str | Path) -> int:
+    """Remove the temporary files killed writers left in ``folder`` (``.name.PID.tmp`` whose process
+    is gone); returns how many. A live writer's file (another run in the same folder) is left alone."""
+    folder = Path(folder)
+    removed = 0
+    if not folder.is_dir():
+        return 0
+    for tmp in folder.glob(".*.tmp"):
+        parts = tmp.name.rsplit(".", 2)
+        if len(parts) != 3 or not parts[1].isdigit():
+            continue
+        if _alive(int(parts[1])):  # this process included: another thread may be writing it
+            continue
+        try:
+            tmp.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True

@@ -1,7 +1,11 @@
 """Upscaling many files: inputs from files, folders and globs; output names; skip, fail, go on.
 
 One bad file never stops a batch: it is reported by name, the rest are written,
-and the summary (and exit code) says how many failed.
+and the summary (and exit code) says how many failed. Before any work the batch is
+planned (``plan``): files that are this batch's own outputs (a re-run over a folder that
+already holds ``a_x4.jpg`` beside ``a.jpg``) are skipped, two inputs that would write the
+same output are a failure named before anything runs, and temporary files a killed run
+left in the output folders are removed.
 """
 
 from __future__ import annotations
@@ -13,7 +17,22 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from snapsr.imageio import EXTENSIONS, ImageReadError, list_files, output_format, read_image, write_image
+from snapsr import atomic
+from snapsr.imageio import (
+    EXTENSIONS,
+    FORMATS,
+    ImageReadError,
+    list_files,
+    output_format,
+    read_image,
+    write_image,
+    write_rows,
+)
+
+DEFAULT_MAX_OUTPUT_PIXELS = 400_000_000  # a 6000x4000 photo at x4 is 384 MP
+# Outputs above this stream to their file in bands of rows (Upscaler.upscale_picture_rows), so memory
+# stays bounded by --max-memory plus, for JPEG/WebP/8-bit TIFF, the encoder's 4 bytes a pixel.
+STREAM_ABOVE = 64_000_000
 
 
 @dataclass(frozen=True)
@@ -46,8 +65,12 @@ class Summary:
         return sum(o.megapixels_in for o in self.outcomes if o.status == "written")
 
     def line(self) -> str:
+        own = sum(o.status == "skipped" and o.message.startswith("an output of") for o in self.outcomes)
+        skipped = f"{self.count('skipped') - own} skipped (output exists)"
+        if own:
+            skipped += f", {own} skipped (outputs of other inputs)"
         return (
-            f"{self.count('written')} written, {self.count('skipped')} skipped (output exists), "
+            f"{self.count('written')} written, {skipped}, "
             f"{self.count('failed')} failed; {self.megapixels:.2f} input megapixels in {self.seconds:.1f} s"
         )
 
@@ -70,7 +93,11 @@ def collect(inputs: list[str], output: str | None, recursive: bool) -> tuple[lis
     seen: set[Path] = set()
 
     def add(p: Path, root: Path | None):
-        key = p.resolve()
+        try:
+            key = p.resolve()
+        except (RuntimeError, OSError) as e:  # a symlink loop (RuntimeError before Python 3.13)
+            missing.append(Outcome(str(p), None, "failed", f"cannot resolve this path ({e})"))
+            return
         if key in seen:
             return
         seen.add(key)
@@ -80,7 +107,10 @@ def collect(inputs: list[str], output: str | None, recursive: bool) -> tuple[lis
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            for f in list_files(p, recursive=recursive):
+            files = list_files(p, recursive=recursive)
+            if not files:
+                missing.append(Outcome(item, None, "empty", "no files in this folder"))
+            for f in files:
                 add(f, p)
         elif p.is_file():
             add(p, None)
@@ -108,6 +138,51 @@ def output_path(job: Job, fmt_name: str, template: str, scale: float) -> Path:
     return folder / name
 
 
+def _guess_format(src: Path, fmt: str) -> str:
+    """The output format a job will most likely get, from its name (the content decides in ``run``)."""
+    source = FORMATS.get(src.suffix.lower().lstrip("."))
+    return output_format(fmt, source)
+
+
+def plan(jobs: list[Job], *, fmt: str, template: str, scale: float) -> tuple[list[Job], list[Outcome]]:
+    """The jobs to run, and outcomes decided before any work: inputs that are outputs of other
+    inputs of this batch (skipped), and inputs whose output name another input already takes (failed)."""
+    srcs = {j.src.resolve(): j for j in jobs}
+    made_by: dict[Path, Job] = {}  # the names an input's output can have: its guessed format, or PNG
+    for j in jobs:
+        for f in {_guess_format(j.src, fmt), "PNG"}:
+            made_by.setdefault(output_path(j, f, template, scale).resolve(), j)
+    keep: list[Job] = []
+    decided: list[Outcome] = []
+    for j in jobs:
+        maker = made_by.get(j.src.resolve())
+        if maker is not None and maker is not j and maker.src.resolve() in srcs:
+            decided.append(Outcome(str(j.src), None, "skipped", f"an output of {maker.src}"))
+        else:
+            keep.append(j)
+    keep_set = {id(j) for j in keep}
+    claimed: dict[Path, Job] = {}
+    runnable: list[Job] = []
+    for j in keep:
+        dst = output_path(j, _guess_format(j.src, fmt), template, scale).resolve()
+        first = claimed.setdefault(dst, j)
+        if first is not j and id(first) in keep_set:
+            decided.append(
+                Outcome(
+                    str(j.src),
+                    str(dst),
+                    "failed",
+                    f"{j.src}: its output {dst} is also {first.src}'s; give -o folders or a --name with {{stem}} "
+                    "that tells them apart (nothing was written for it)",
+                )
+            )
+        else:
+            runnable.append(j)
+    for folder in {output_path(j, "PNG", template, scale).parent for j in runnable}:
+        atomic.clean_stale(folder)
+    return runnable, decided
+
+
 def run(
     upscaler,
     jobs: list[Job],
@@ -122,6 +197,8 @@ def run(
     seed: int = 0,
     scale: float | None = None,
     max_pixels: int | None = None,
+    max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS,
+    stream_above: int = STREAM_ABOVE,
     progress: bool = True,
     log=None,
 ) -> Summary:
@@ -129,7 +206,13 @@ def run(
     summary = Summary()
     t_all = time.perf_counter()
     out_scale = scale if scale is not None else upscaler.scale
-    inputs = {j.src.resolve() for j in jobs}
+    jobs, decided = plan(jobs, fmt=fmt, template=template, scale=out_scale)
+    inputs = {j.src.resolve() for j in jobs}  # our own outputs from an earlier run are not inputs
+    for o in decided:
+        if o.status == "failed":
+            log(f"error: {o.message}")
+    summary.outcomes += decided
+    claimed: dict[Path, Path] = {}
     bar = None
     if progress:
         from tqdm import tqdm
@@ -160,40 +243,61 @@ def run(
                 )
                 log(f"error: {job.src}: output {dst} would overwrite an input (pass --overwrite-inputs)")
                 continue
+            other = claimed.setdefault(dst.resolve(), job.src)
+            if other != job.src:  # a clash the names did not show (content and extension disagree)
+                raise ValueError(f"its output {dst} is also {other}'s; nothing was written for it")
             if dst.exists() and not overwrite:
                 summary.outcomes.append(Outcome(str(job.src), str(dst), "skipped", "output exists"))
                 continue
             w, h = pic.size
+            out_w, out_h = max(1, round(w * out_scale)), max(1, round(h * out_scale))
+            if out_w * out_h > max_output_pixels:
+                raise ValueError(
+                    f"the output would be {out_w}x{out_h} = {out_w * out_h / 1e6:,.0f} MP, over the limit of "
+                    f"{max_output_pixels / 1e6:,.0f} MP; raise it with --max-output-pixels"
+                )
+            stream = (
+                out_w * out_h > stream_above
+                and (scale is None or scale == upscaler.scale)
+                and upscaler.options.colorfix == "none"
+            )
             tiles_bar = None
             if bar is not None:
                 from snapsr.tiling import count_tiles
 
-                tile, overlap = upscaler.tile_size()
+                tile, overlap = upscaler.tile_size(stream_width=out_w if stream else None)
                 n = count_tiles(h, w, tile, overlap)
                 if n > 1:
                     from tqdm import tqdm
 
                     tiles_bar = tqdm(total=n, unit="tile", leave=False, position=1, file=sys.stderr)
+            kw = dict(
+                realism=realism,
+                realism_map=realism_map,
+                seed=seed,
+                progress=(lambda b=tiles_bar: b.update(1)) if tiles_bar is not None else None,
+            )
             try:
-                out = upscaler.upscale_picture(
-                    pic,
-                    realism=realism,
-                    realism_map=realism_map,
-                    seed=seed,
-                    scale=scale,
-                    progress=(lambda b=tiles_bar: b.update(1)) if tiles_bar is not None else None,
-                )
+                if stream:  # bands of rows straight to the file: memory bounded whatever the size
+                    bands = upscaler.upscale_picture_rows(pic, **kw)
+                    write_rows(dst, bands, out_w, out_h, pic, fmt_name, quality)
+                else:
+                    write_image(dst, upscaler.upscale_picture(pic, scale=scale, **kw), fmt_name, quality)
             finally:
                 if tiles_bar is not None:
                     tiles_bar.close()
-            write_image(dst, out, fmt_name, quality)
             summary.outcomes.append(
                 Outcome(str(job.src), str(dst), "written", "", time.perf_counter() - t0, w * h / 1e6)
             )
         except (ImageReadError, OSError, ValueError) as e:
-            msg = str(e) if str(job.src) in str(e) else f"{job.src}: {e}"
-            log(f"error: {msg}")
-            summary.outcomes.append(Outcome(str(job.src), str(dst) if dst else None, "failed", msg))
+            _fail(summary, log, job, dst, str(e))
+        except MemoryError:
+            _fail(summary, log, job, dst, "out of memory; try a smaller --max-memory, -s or input")
+        except Exception as e:  # noqa: BLE001 - one file's failure, whatever it is, never stops the batch
+            if "alloc" in str(e).lower() or "memory" in str(e).lower():
+                _fail(summary, log, job, dst, "out of memory; try a smaller --max-memory, -s or input")
+            else:
+                _fail(summary, log, job, dst, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
         finally:
             if bar is not None:
                 bar.update(1)
@@ -201,3 +305,9 @@ def run(
         bar.close()
     summary.seconds = time.perf_counter() - t_all
     return summary
+
+
+def _fail(summary: Summary, log, job: Job, dst, message: str) -> None:
+    msg = message if str(job.src) in message else f"{job.src}: {message}"
+    log(f"error: {msg}")
+    summary.outcomes.append(Outcome(str(job.src), str(dst) if dst else None, "failed", msg))

@@ -14,4 +14,15 @@ def save(path: str | Path, state: dict) -> None:
 
 
 def load(path: str | Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """The checkpoint's state; a damaged file, or one that holds anything but tensors and plain
+    values (a pickle with code), is a one-line ``ValueError`` naming it, and nothing of it runs."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001 - UnpicklingError, RuntimeError (zip), EOFError, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: not a readable snapsr checkpoint ({first[:200]})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a snapsr checkpoint (holds a {type(state).__name__}, not a dict)")
+    return state

@@ -67,7 +67,12 @@ def _run_training(cfg_cls, config_path, overrides, dry_run: bool, train_fn: str,
         click.echo(json.dumps(to_dict(cfg), indent=2))
         return
     module, name = train_fn.split(":")
-    res = getattr(importlib.import_module(module), name)(cfg, **kw)
+    try:
+        res = getattr(importlib.import_module(module), name)(cfg, **kw)
+    except FileNotFoundError as e:  # data, init weights, a local perception network
+        raise click.ClickException(str(e)) from e
+    except ValueError as e:  # damaged weights or checkpoint, a config the recipe cannot run
+        raise click.ClickException(str(e).splitlines()[0] if str(e) else "ValueError") from e
     if res.stopped_by_signal:
         sys.exit(130)
 
@@ -228,7 +233,22 @@ def degrade(hr_dir, output, scale, seed, mode, max_size):
     help="Comma list of learned metrics: lpips, dists (need --hr), musiq, maniqa, maniqa-pipal, clipiqa. "
     "Default: lpips when --metric-weights is given, else none.",
 )
-def eval_cmd(
+def eval_cmd(**kw):
+    """Score SR results against HR, beside bicubic: PSNR/SSIM (RGB and Y, BasicSR conventions),
+    the high-frequency energy ratio, NIQE, and learned metrics from weights on disk (--learned):
+    LPIPS, DISTS, MUSIQ, MANIQA, CLIP-IQA. Without --hr, the no-reference metrics only.
+
+    Pairs are strict: same sub-folder and name (role and scale suffixes such as _x4, _LR, _HR
+    aside); an input without its reference, two candidates or different sizes stop with an error."""
+    from snapsr.imageio import ImageReadError
+
+    try:
+        _eval(**kw)
+    except (ValueError, ImageReadError, FileNotFoundError) as e:
+        raise click.ClickException(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
+
+
+def _eval(
     sr_dirs,
     hr_dir,
     lr_dir,
@@ -252,9 +272,6 @@ def eval_cmd(
     metric_weights,
     learned,
 ):
-    """Score SR results against HR, beside bicubic: PSNR/SSIM (RGB and Y, BasicSR conventions),
-    the high-frequency energy ratio, NIQE, and learned metrics from weights on disk (--learned):
-    LPIPS, DISTS, MUSIQ, MANIQA, CLIP-IQA. Without --hr, the no-reference metrics only."""
     from snapsr import evaluate
     from snapsr.flow import upsample
     from snapsr.imageio import read_rgb
@@ -408,6 +425,13 @@ def _float_list_ok(value: str) -> float | str:
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (default: skip them).")
 @click.option("--overwrite-inputs", is_flag=True, help="Allow an output name that replaces its input.")
 @click.option("--max-pixels", type=int, default=None, help="Raise the decompression-bomb limit (input pixels).")
+@click.option(
+    "--max-output-pixels",
+    type=click.IntRange(1),
+    default=400_000_000,
+    show_default=True,
+    help="Refuse outputs larger than this (pixels).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 def upscale(
@@ -433,10 +457,14 @@ def upscale(
     overwrite,
     overwrite_inputs,
     max_pixels,
+    max_output_pixels,
     quiet,
     as_json,
 ):
-    """Upscale images: files, folders and globs, every format Pillow reads.
+    """Upscale images: files, folders and globs.
+
+    Formats read (decided by content, not the name): JPEG, PNG, WebP, AVIF, TIFF, BMP, GIF (first
+    frame), PPM/PGM. Anything else (EPS, PDF, PSD, ICO, ...) is refused with a one-line error.
 
     \b
     snapsr upscale photo.jpg                   -> photo_x4.jpg beside it
@@ -481,7 +509,7 @@ def upscale(
         )
     jobs, missing = batch.collect(list(inputs), output, recursive)
     for m in missing:
-        click.echo(f"error: {m.src}: {m.message}", err=True)
+        click.echo(f"{'warning' if m.status == 'empty' else 'error'}: {m.src}: {m.message}", err=True)
     summary = batch.run(
         up,
         jobs,
@@ -495,6 +523,7 @@ def upscale(
         seed=seed,
         scale=scale,
         max_pixels=max_pixels,
+        max_output_pixels=max_output_pixels,
         progress=not quiet and sys.stderr.isatty(),
     )
     summary.outcomes = missing + summary.outcomes

@@ -40,6 +40,19 @@ class FlowConfig:
     prompt_tokens: int = 16
     prompt_dim: int = 64
 
+    def __post_init__(self):
+        # Bounds that keep a hostile or damaged weights card from building a huge model.
+        checks = (
+            ("scale", 1 <= self.scale <= 8, "an integer in [1, 8]"),
+            ("sigma_p", 0.0 <= self.sigma_p < 1.0, "in [0, 1)"),
+            ("sigma_data", 0.0 < self.sigma_data <= 1.0, "in (0, 1]"),
+            ("prompt_tokens", 1 <= self.prompt_tokens <= 256, "in [1, 256]"),
+            ("prompt_dim", 1 <= self.prompt_dim <= 1024, "in [1, 1024]"),
+        )
+        for name, ok, what in checks:
+            if not ok:
+                raise ValueError(f"flow.{name} must be {what}, got {getattr(self, name)!r}")
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -130,7 +143,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp in (int, float, str):
         try:
             out = tp(value)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:
             raise ValueError(f"{where}: cannot read {value!r} as {tp.__name__}") from e
         if tp is int and isinstance(value, float) and value != out:
             raise ValueError(f"{where}: {value!r} is not an integer")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,13 +70,37 @@ def pair_key(stem: str) -> str:
 
 
 def pair_by_stem(a_dir: Path, b_dir: Path) -> list[tuple[Path, Path]]:
-    """Files of ``a_dir`` and ``b_dir`` whose names match once role and scale suffixes are removed."""
-    b: dict[str, Path] = {}
-    for p in list_files(b_dir):
-        b.setdefault(pair_key(p.stem), p)
-    pairs = [(p, b[pair_key(p.stem)]) for p in list_files(a_dir) if pair_key(p.stem) in b]
+    """Each file of ``a_dir`` with its file in ``b_dir``, strictly: the same sub-folder, and the same
+    stem, or failing that the same stem once role and scale suffixes are removed (``pair_key``).
+    Two candidates, or a file of ``a_dir`` without one, is a ``ValueError`` that names them: a mean
+    over fewer images, or over wrong pairs, is another benchmark."""
+
+    def index(root: Path) -> tuple[dict, dict]:
+        exact: dict[Path, list[Path]] = {}
+        loose: dict[Path, list[Path]] = {}
+        for p in list_files(root):
+            rel = p.relative_to(root).parent
+            exact.setdefault(rel / p.stem, []).append(p)
+            loose.setdefault(rel / pair_key(p.stem), []).append(p)
+        return exact, loose
+
+    exact, loose = index(b_dir)
+    pairs, unpaired = [], []
+    for p in list_files(a_dir):
+        rel = p.relative_to(a_dir).parent
+        found = exact.get(rel / p.stem) or loose.get(rel / pair_key(p.stem)) or []
+        if len(found) > 1:
+            names = ", ".join(str(f) for f in found[:3])
+            raise ValueError(f"{p}: more than one possible reference in {b_dir} ({names}); rename to pair them")
+        if found:
+            pairs.append((p, found[0]))
+        else:
+            unpaired.append(p)
+    if unpaired:
+        first = ", ".join(str(u) for u in unpaired[:3]) + (" ..." if len(unpaired) > 3 else "")
+        raise ValueError(f"{len(unpaired)} file(s) in {a_dir} have no reference in {b_dir}: {first}")
     if not pairs:
-        raise ValueError(f"no file in {a_dir} matches a file name in {b_dir}")
+        raise ValueError(f"no images in {a_dir}")
     return pairs
 
 
@@ -103,7 +126,7 @@ def score_dirs(
             hr = read_rgb(hr_p) if hr_p is not None else None
             out.per_image[(hr_p or sr_p).stem] = score_image(sr, hr, crop_border, scale, extra)
         except (ImageReadError, ValueError) as e:
-            print(f"skipping {sr_p}: {e}", file=sys.stderr)
+            raise ValueError(str(e) if str(sr_p) in str(e) else f"{sr_p}: {e}") from None
     return out
 
 
@@ -120,8 +143,11 @@ def score_model(
 ) -> Scores:
     out = Scores(method)
     for lr_p, hr_p in pairs_or_files(lr_dir, hr_dir):
-        lr = to_tensor(read_rgb(lr_p)).unsqueeze(0)
-        hr = read_rgb(hr_p) if hr_p is not None else None
+        try:
+            lr = to_tensor(read_rgb(lr_p)).unsqueeze(0)
+            hr = read_rgb(hr_p) if hr_p is not None else None
+        except ImageReadError as e:
+            raise ValueError(str(e)) from None
         sr = to_uint8_hwc(run(lr, lr_p.stem)[0])
         if keep is not None:
             keep(lr_p, sr)

@@ -1,6 +1,8 @@
 """Reading and writing images as a photographer expects.
 
-Everything Pillow reads; EXIF orientation applied; ICC profile, EXIF and DPI kept;
+Only the photographic formats in ``ACCEPTED`` are read, chosen by the file's content (never
+its name): Pillow is not allowed to try any other decoder (EPS would run Ghostscript on
+untrusted input). EXIF orientation applied; ICC profile, EXIF and DPI kept;
 alpha separated (upscaled on its own and put back); greyscale stays greyscale;
 16-bit PNG and TIFF stay 16-bit (Pillow has no 16-bit RGB mode, so pypng and
 tifffile read and write those); palette and CMYK converted; animations give their
@@ -13,7 +15,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,19 @@ from PIL import Image, ImageFile, ImageOps
 from snapsr import atomic
 
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own hard limit (2x MAX_IMAGE_PIXELS)
+# Pillow's decoders we allow (its JPEG decoder also opens multi-picture JPEGs from phones, as "MPO").
+ACCEPTED = ("JPEG", "PNG", "WEBP", "AVIF", "TIFF", "BMP", "GIF", "PPM")
+ACCEPTED_TEXT = "JPEG, PNG, WebP, AVIF, TIFF, BMP, GIF (first frame), PPM/PGM"
+# Formats people try that we refuse, recognised by their first bytes for a clearer message.
+_REFUSED_MAGIC = {
+    b"%!PS": "PostScript/EPS",
+    b"\xc5\xd0\xd3\xc6": "EPS",
+    b"%PDF": "PDF",
+    b"8BPS": "Photoshop PSD",
+    b"\x00\x00\x01\x00": "ICO",
+    b"<svg": "SVG",
+    b"<?xm": "XML/SVG",
+}
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tif": "TIFF", "tiff": "TIFF"}
 EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif"}
 
@@ -69,7 +84,8 @@ def list_files(root: str | Path, recursive: bool = True) -> list[Path]:
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             out += [Path(dirpath) / f for f in filenames if not f.startswith(".")]
     else:
-        out = [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")]
+        # everything but folders, as os.walk lists it: a broken link or a symlink loop is reported, not skipped
+        out = [p for p in root.iterdir() if not p.is_dir() and not p.name.startswith(".")]
     return sorted(out)
 
 
@@ -80,7 +96,8 @@ def list_files(root: str | Path, recursive: bool = True) -> list[Path]:
 def _png_16bit_colour(path: Path) -> bool:
     with open(path, "rb") as f:
         head = f.read(26)
-    return head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 6)
+    # 16-bit RGB, grey + alpha, RGBA: Pillow would reduce these to 8 bits (16-bit grey it reads itself)
+    return head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 4, 6)
 
 
 def _read_png16(path: Path) -> np.ndarray:
@@ -92,14 +109,15 @@ def _read_png16(path: Path) -> np.ndarray:
 
 
 def _apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
-    """EXIF orientation 1-8 on an ``HxWxC`` array (for pixels read outside Pillow)."""
+    """EXIF orientation 1-8 on an ``HxWxC`` array (for pixels read outside Pillow), as
+    ``ImageOps.exif_transpose`` does it (tested against it for every value)."""
     ops = {
         2: lambda a: a[:, ::-1],
         3: lambda a: a[::-1, ::-1],
         4: lambda a: a[::-1],
         5: lambda a: a.transpose(1, 0, 2),
         6: lambda a: np.rot90(a, -1),
-        7: lambda a: np.rot90(a[:, ::-1], 1),
+        7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],
         8: lambda a: np.rot90(a, 1),
     }
     return np.ascontiguousarray(ops[orientation](arr)) if orientation in ops else arr
@@ -109,19 +127,42 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pic
     path = Path(path)
     try:
         return _read(path, max_pixels)
-    except ImageReadError:
-        raise
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError, KeyError, IndexError) as e:
-        raise ImageReadError(f"{path}: not a readable image ({e})") from e
+    except ImageReadError as e:
+        if str(path) in str(e):
+            raise
+        raise ImageReadError(f"{path}: {e}") from None
+    except MemoryError:
+        raise ImageReadError(f"{path}: not enough memory to decode it") from None
+    except Exception as e:  # noqa: BLE001 - decoders meeting corrupt data raise anything (TypeError, struct.error, ...)
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ImageReadError(f"{path}: not a readable image ({first})") from None
+
+
+def _open(path: Path, max_pixels: int) -> Image.Image:
+    """Pillow's image, tried only as the accepted formats; its own bomb guard follows ``max_pixels``."""
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not a grey bottom half
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max(max_pixels // 2 + 1, 1)  # Pillow refuses above twice this; we check first
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(path, formats=ACCEPTED)
+    except Image.UnidentifiedImageError:
+        with open(path, "rb") as f:
+            head = f.read(64).lstrip()
+        kind = next((name for magic, name in _REFUSED_MAGIC.items() if head.startswith(magic)), None)
+        what = f"a {kind} file, not an accepted format" if kind else "not an image in an accepted format"
+        raise ImageReadError(f"{path}: {what} (accepted: {ACCEPTED_TEXT})") from None
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(f"{path}: {e}; raise the limit with --max-pixels") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 def _read(path: Path, max_pixels: int) -> Picture:
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: empty file")
-    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not a grey bottom half
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        im = Image.open(path)
+    im = _open(path, max_pixels)
     with im:
         w, h = im.size
         if w * h > max_pixels:
@@ -136,6 +177,8 @@ def _read(path: Path, max_pixels: int) -> Picture:
         orientation = int(exif.get(0x0112, 1))
         info = {k: im.info[k] for k in ("dpi",) if k in im.info}
         bits16 = False
+        if im.mode == "CMYK":  # converted to RGB below: a CMYK profile must not travel with RGB pixels
+            im, icc = _cmyk_to_rgb(im, icc), None
         if fmt == "PNG" and _png_16bit_colour(path):
             arr = _apply_orientation(_read_png16(path), orientation)
             bits16 = True
@@ -161,6 +204,45 @@ def _read(path: Path, max_pixels: int) -> Picture:
     return Picture(pixels, alpha, 16 if bits16 else 8, fmt, icc, exif.tobytes() if len(exif) else None, info, frames)
 
 
+def _cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> Image.Image:
+    """CMYK -> sRGB through the file's own CMYK profile where it has a usable one, else Pillow's
+    plain conversion; the result is sRGB, so no profile is kept."""
+    im.load()
+    if icc:
+        try:
+            from PIL import ImageCms
+
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            out = ImageCms.profileToProfile(im, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
+            if out is not None:
+                out.info.update({k: v for k, v in im.info.items() if k != "icc_profile"})
+                return out
+        except Exception:  # noqa: BLE001 - a damaged or odd profile: fall back to the plain conversion
+            pass
+    out = im.convert("RGB")
+    out.info.update({k: v for k, v in im.info.items() if k != "icc_profile"})
+    return out
+
+
+def _float_to_16bit(a: np.ndarray) -> np.ndarray:
+    """A float image (``[0, 1]``, or ``[0, 255]`` when its finite maximum is above 1) -> uint16;
+    NaN becomes the median of the finite values, +Inf their maximum and -Inf their minimum, with a
+    warning; an image with no finite value is refused."""
+    finite = np.isfinite(a)
+    if not finite.any():
+        raise ImageReadError("no finite pixel values (all NaN or Inf)")
+    bad = int(a.size - finite.sum())
+    values = a[finite]
+    top = float(values.max())
+    scale = 1.0 if top <= 1.0 else 255.0
+    if bad:
+        warnings.warn(f"{bad} NaN/Inf pixel value(s) replaced (NaN by the median, +/-Inf by the max/min)", stacklevel=2)
+        a = np.where(
+            np.isnan(a), np.median(values), np.where(np.isposinf(a), top, np.where(np.isneginf(a), values.min(), a))
+        )
+    return (np.clip(a / scale, 0, 1) * 65535).round().astype(np.uint16)
+
+
 def _pil_to_array(im: Image.Image) -> tuple[np.ndarray, bool]:
     """Any Pillow mode -> (``HxWxC`` uint8/uint16 array, is 16-bit)."""
     mode = im.mode
@@ -170,9 +252,7 @@ def _pil_to_array(im: Image.Image) -> tuple[np.ndarray, bool]:
         a = np.asarray(im)
         return np.clip(a, 0, 65535).astype(np.uint16)[..., None], True
     if mode == "F":
-        a = np.asarray(im, dtype=np.float32)
-        scale = 1.0 if a.max(initial=0) <= 1.0 else 255.0
-        return (np.clip(a / scale, 0, 1) * 65535).round().astype(np.uint16)[..., None], True
+        return _float_to_16bit(np.asarray(im, dtype=np.float32))[..., None], True
     if mode in ("1", "L"):
         return np.asarray(im.convert("L"))[..., None], False
     if mode in ("LA", "La"):
@@ -235,6 +315,8 @@ def to_tensor(img: np.ndarray):
 def output_format(fmt: str, source_format: str | None) -> str:
     """``same|png|jpg|webp|tiff`` -> Pillow's format name; ``same`` keeps the source's where we can write it."""
     if fmt == "same":
+        if source_format == "MPO":  # a camera's multi-picture JPEG: its first picture, as a JPEG
+            return "JPEG"
         return source_format if source_format in EXTENSIONS else "PNG"
     if fmt.lower() not in FORMATS:
         raise ValueError(f"unknown output format {fmt!r}; use same, png, jpg, webp or tiff")
@@ -246,17 +328,14 @@ def write_image(path: str | Path, pic: Picture, fmt: str, quality: int = 95) -> 
     return atomic.write(path, lambda f: _encode(f, pic, fmt, quality))
 
 
-def _encode(f, pic: Picture, fmt: str, quality: int) -> None:
-    px = pic.pixels
-    has_alpha = pic.alpha is not None
+def _encode(f, pic: Picture, fmt: str, quality: int, arr: np.ndarray | None = None) -> None:
+    """``pic`` encoded as ``fmt``; ``arr``: its pixels already quantized (``_quantize``; JPEG's alpha
+    composited on white, as a viewer shows it)."""
     deep = pic.bits == 16 and fmt in ("PNG", "TIFF")
-    if has_alpha and fmt == "JPEG":
-        has_alpha = False  # JPEG has no alpha: composite on white, as a viewer would show it
-        px = px * pic.alpha[..., None] + (1 - pic.alpha[..., None])
-    arr = np.concatenate([px, pic.alpha[..., None]], axis=-1) if has_alpha else px
-    peak = 65535 if deep else 255
-    arr = (np.clip(arr, 0, 1) * peak).round().astype(np.uint16 if deep else np.uint8)
+    if arr is None:
+        arr = _quantize(pic.pixels, pic.alpha, fmt, deep)
     c = arr.shape[-1]
+    has_alpha = c in (2, 4)
     if deep and fmt == "TIFF":
         import tifffile
 
@@ -281,6 +360,11 @@ def _encode(f, pic: Picture, fmt: str, quality: int) -> None:
         im = Image.fromarray(arr[..., 0]).convert("I;16") if arr.dtype != np.uint16 else Image.fromarray(arr[..., 0])
     else:
         im = Image.fromarray(arr[..., 0] if c == 1 else arr, mode={1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[c])
+    im.save(f, format=fmt, **_save_kwargs(pic, fmt, quality))
+
+
+def _save_kwargs(pic: Picture, fmt: str, quality: int) -> dict:
+    """Pillow's save options: the metadata we keep, and each format's quality settings."""
     kw: dict = {}
     if pic.icc:
         kw["icc_profile"] = pic.icc
@@ -296,7 +380,90 @@ def _encode(f, pic: Picture, fmt: str, quality: int) -> None:
         # zlib level 1: 5x faster than Pillow's default 6 on an upscaled photo (0.3 s vs 1.5 s for
         # 3 MP), 15-20% larger; at the default, encoding took longer than the network
         kw["compress_level"] = 1
-    im.save(f, format=fmt, **kw)
+    return kw
+
+
+# ---------------------------------------------------------------------------
+# writing an image that arrives in bands of rows (any size in bounded memory)
+
+
+def write_rows(path: str | Path, bands, width: int, height: int, like: Picture, fmt: str, quality: int = 95) -> Path:
+    """``write_image`` for an image that arrives top to bottom as ``(y, pixels (n,W,C), alpha (n,W) or None)``
+    bands (``Upscaler.upscale_picture_rows``), with ``like``'s depth, alpha and metadata. PNG is
+    encoded as the rows arrive and never held whole; JPEG, WebP and 8-bit TIFF are assembled in one
+    Pillow image (4 bytes a pixel) and encoded at the end; 16-bit TIFF in one array. Atomic."""
+    return atomic.write(path, lambda f: _encode_rows(f, bands, width, height, like, fmt, quality))
+
+
+def _quantize(px: np.ndarray, alpha: np.ndarray | None, fmt: str, deep: bool) -> np.ndarray:
+    """Float pixels (and alpha) -> the stored integers, as ``_encode`` makes them."""
+    if alpha is not None and fmt == "JPEG":  # composite on white
+        px, alpha = px * alpha[..., None] + (1 - alpha[..., None]), None
+    arr = px if alpha is None else np.concatenate([px, alpha[..., None]], axis=-1)
+    peak = 65535 if deep else 255
+    return (np.clip(arr, 0, 1) * peak).round().astype(np.uint16 if deep else np.uint8)
+
+
+def _encode_rows(f, bands, width: int, height: int, like: Picture, fmt: str, quality: int) -> None:
+    deep = like.bits == 16 and fmt in ("PNG", "TIFF")
+    c = like.pixels.shape[-1] + (like.alpha is not None and fmt != "JPEG")
+
+    def pieces(rows: int = 256):  # quantized in small pieces: no full-band copies
+        for y, px, alpha in bands:
+            for i in range(0, px.shape[0], rows):
+                a = None if alpha is None else alpha[i : i + rows]
+                yield y + i, _quantize(px[i : i + rows], a, fmt, deep)
+
+    if fmt == "PNG":
+        _png_stream(f, pieces(), width, height, c, 16 if deep else 8, like)
+        return
+    if deep:  # 16-bit TIFF: tifffile takes the whole array
+        arr = np.empty((height, width, c), np.uint16)
+        for y, q in pieces():
+            arr[y : y + q.shape[0]] = q
+        _encode(f, replace(like, pixels=np.zeros((1, 1, 1), np.float32)), fmt, quality, arr=arr)
+        return
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[c]
+    im = Image.new(mode, (width, height))
+    for y, q in pieces():
+        im.paste(Image.fromarray(q[..., 0] if c == 1 else q, mode=mode), (0, y))
+    im.save(f, format=fmt, **_save_kwargs(like, fmt, quality))
+
+
+def _png_stream(f, pieces, width: int, height: int, c: int, bits: int, pic: Picture) -> None:
+    """A PNG written as its rows arrive: each row with the Sub filter (made with numpy), zlib level 1."""
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
+
+    colour = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+    f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bits, colour, 0, 0, 0)))
+    if pic.icc:
+        f.write(chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(pic.icc)))
+    if pic.exif:
+        f.write(chunk(b"eXIf", pic.exif[6:] if pic.exif.startswith(b"Exif\x00\x00") else pic.exif))
+    if "dpi" in pic.info:
+        ppm = [max(1, round(float(d) / 0.0254)) for d in pic.info["dpi"]]
+        f.write(chunk(b"pHYs", struct.pack(">IIB", ppm[0], ppm[1], 1)))
+    z = zlib.compressobj(1)
+    bpp = c * bits // 8
+    rows_done = 0
+    for _, q in pieces:
+        n = q.shape[0]
+        raw = (q.astype(">u2") if bits == 16 else q).reshape(n, -1).view(np.uint8)
+        lines = np.empty((n, raw.shape[1] + 1), np.uint8)
+        lines[:, 0] = 1  # Sub: each byte minus the same byte of the pixel to its left
+        lines[:, 1 : 1 + bpp] = raw[:, :bpp]
+        np.subtract(raw[:, bpp:], raw[:, :-bpp], out=lines[:, 1 + bpp :])
+        data = z.compress(lines.tobytes())
+        if data:
+            f.write(chunk(b"IDAT", data))
+        rows_done += n
+    if rows_done != height:
+        raise ValueError(f"internal: {rows_done} rows written of {height}")
+    f.write(chunk(b"IDAT", z.flush()) + chunk(b"IEND", b""))
 
 
 def _png_add_chunks(data: bytes, pic: Picture) -> bytes:

@@ -124,28 +124,66 @@ def run_tiled(
 
     ``lr`` and the result stay where they are (the CPU); ``fn`` moves its tile to the device.
     """
+    _, _, H, W = lr.shape
+    out = None
+    for y, rows in tiled_rows(fn, lr, scale, tile, overlap, out_channels, progress):
+        if out is None and rows.shape[2] == H * scale:  # one band: the whole output
+            return rows
+        if out is None:
+            out = torch.empty(1, rows.shape[1], H * scale, W * scale)
+        out[:, :, y : y + rows.shape[2]] = rows
+    return out
+
+
+def tiled_rows(
+    fn: Callable[[torch.Tensor, Tile], torch.Tensor],
+    lr: torch.Tensor,
+    scale: int,
+    tile: int,
+    overlap: int,
+    out_channels: int | None = None,
+    progress: Callable[[], None] | None = None,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """``run_tiled`` from top to bottom: yields ``(y, rows)``, finished output rows ``(1, C, n, W*s)``
+    from output row ``y`` on, as soon as no later tile touches them (each a view the next step
+    reuses: copy it to keep it). Only one band of tiles is held
+    at a time, so the output can be any size in bounded memory; every pixel sums the same tiles in
+    the same order as a whole-image blend would, so the values are the same to the bit."""
     _, c, H, W = lr.shape
     all_tiles = list(tiles(H, W, tile, overlap))
     if len(all_tiles) == 1:
         out = fn(lr, all_tiles[0])
         if progress:
             progress()
-        return out
-    out = torch.zeros(1, out_channels or c, H * scale, W * scale)
-    weight = torch.zeros(1, 1, H * scale, W * scale)
+        yield 0, out
+        return
+    C, Ws = out_channels or c, W * scale
     feather = min(overlap, tile // 2) * scale
-    for t in all_tiles:
-        sr = fn(lr[..., t.y0 : t.y0 + t.h, t.x0 : t.x0 + t.w], t).float().cpu()
-        ys, xs = t.y0 * scale, t.x0 * scale
-        hs, ws = t.h * scale, t.w * scale
-        wy = _ramp(hs, t.y0 > 0, t.y0 + t.h < H, feather)
-        wx = _ramp(ws, t.x0 > 0, t.x0 + t.w < W, feather)
-        wgt = (wy[:, None] * wx[None, :]).view(1, 1, hs, ws)
-        out[..., ys : ys + hs, xs : xs + ws] += sr * wgt
-        weight[..., ys : ys + hs, xs : xs + ws] += wgt
-        if progress:
-            progress()
-    return out / weight.clamp_min(1e-8)
+    band_starts = sorted({t.y0 for t in all_tiles})
+    base = 0  # output row of acc's first row
+    acc, wacc = torch.zeros(1, C, 0, Ws), torch.zeros(1, 1, 0, Ws)
+    for i, y0 in enumerate(band_starts):
+        row = [t for t in all_tiles if t.y0 == y0]
+        grow = (y0 + row[0].h) * scale - base - acc.shape[2]
+        if grow > 0:
+            acc = torch.cat([acc, acc.new_zeros(1, C, grow, Ws)], 2)
+            wacc = torch.cat([wacc, wacc.new_zeros(1, 1, grow, Ws)], 2)
+        for t in row:
+            sr = fn(lr[..., t.y0 : t.y0 + t.h, t.x0 : t.x0 + t.w], t).float().cpu()
+            ys, xs = t.y0 * scale - base, t.x0 * scale
+            hs, ws = t.h * scale, t.w * scale
+            wy = _ramp(hs, t.y0 > 0, t.y0 + t.h < H, feather)
+            wx = _ramp(ws, t.x0 > 0, t.x0 + t.w < W, feather)
+            wgt = (wy[:, None] * wx[None, :]).view(1, 1, hs, ws)
+            acc[..., ys : ys + hs, xs : xs + ws] += sr * wgt
+            wacc[..., ys : ys + hs, xs : xs + ws] += wgt
+            if progress:
+                progress()
+        done = (band_starts[i + 1] if i + 1 < len(band_starts) else H) * scale - base
+        rows = acc[:, :, :done].div_(wacc[:, :, :done].clamp_min_(1e-8))  # in place: no second band
+        yield base, rows  # a view, valid until the next band is asked for
+        acc, wacc = acc[:, :, done:].clone(), wacc[:, :, done:].clone()
+        base += done
 
 
 def count_tiles(height: int, width: int, tile: int, overlap: int) -> int:

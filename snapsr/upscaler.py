@@ -91,6 +91,8 @@ class Upscaler:
         self.card = card or {}
         if options.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {options.sampler!r}; known: {', '.join(SAMPLERS)}")
+        if options.steps is not None and not 1 <= options.steps <= 1000:
+            raise ValueError(f"steps must be in [1, 1000], got {options.steps}")
         self.options = options
 
     @classmethod
@@ -132,9 +134,16 @@ class Upscaler:
         # ~8 live trunk tensors; ~10 HR-size fp32 tensors (x, cond, eps, v, mean, blend); the input.
         return int(channels * elt * 8 + 3 * s2 * 4 * 10 + 64)
 
-    def tile_size(self) -> tuple[int, int]:
+    def tile_size(self, stream_width: int | None = None) -> tuple[int, int]:
+        """LR tile side and overlap from ``max_memory_mb``. Streaming an output ``stream_width`` pixels
+        wide (``upscale_rows``), half the budget goes to the tile and a quarter to the band of
+        blended rows (about 24 bytes per output pixel of it), so a wide image gets shorter tiles;
+        the rest is left to the encoder's copy (JPEG)."""
         o = self.options
-        tile = o.tile or max(32, int(math.sqrt(o.max_memory_mb * 2**20 / self.bytes_per_lr_pixel())))
+        budget = o.max_memory_mb * 2**20 / (2 if stream_width else 1)
+        tile = o.tile or max(32, int(math.sqrt(budget / self.bytes_per_lr_pixel())))
+        if stream_width and not o.tile:
+            tile = max(32, min(tile, int(budget / 2 / (24 * self.scale * stream_width))))
         overlap = o.tile_overlap or max(16, tile // 4)
         return tile, min(overlap, tile // 2)
 
@@ -153,6 +162,8 @@ class Upscaler:
                 r = m.realism_map(cond).to(cond.dtype)
             elif isinstance(r, torch.Tensor):
                 r = r[..., tile.y0 * s : (tile.y0 + tile.h) * s, tile.x0 * s : (tile.x0 + tile.w) * s].to(dev)
+                if r.dtype == torch.uint8:  # a compact map (upscale_rows)
+                    r = r.float() / 255
             if self.card.get("kind") == "student":  # OFTSR: one step, and t is the dial
                 return (x_0 + m.velocity(x_0, r if isinstance(r, torch.Tensor) else float(r), cond)).float().cpu()
             if self.steps == 1 or (not isinstance(r, torch.Tensor) and r == 0):
@@ -198,6 +209,39 @@ class Upscaler:
         ``realism="auto"``: the model's RCOD estimator sets the dial per region from the LR;
         ``None``: the model's ``default_realism``.
         """
+        x, r, lo, span, grey = self._prepare(lr, realism, realism_map)
+        h, w = x.shape[-2:]
+        out = self._sr(x, r, seed, progress)
+        if self.options.colorfix != "none":
+            out = colorfix_mod.apply(self.options.colorfix, out, self.model.condition(x))
+        if span is not None:
+            out = out * span + lo
+        out = out.clamp(0, 1)
+        if scale is not None and scale != self.scale:
+            size = (max(1, round(h * scale)), max(1, round(w * scale)))
+            out = F.interpolate(out, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+        return out.mean(1, keepdim=True) if grey else out
+
+    def upscale_rows(self, lr: torch.Tensor, *, realism=None, realism_map=None, seed: int = 0, progress=None):
+        """``upscale_tensor`` in bands of finished output rows, top to bottom: yields ``(y, (1,C,n,W))``.
+
+        Memory holds one band of tiles whatever the output size (a gigapixel output streams to its
+        file). The same values as ``upscale_tensor`` (a per-pixel map is kept in 8 bits); at the
+        model's own scale and without colour fix, which need the whole image.
+        """
+        if self.options.colorfix != "none":
+            raise ValueError("colour fix needs the whole output; use upscale_tensor")
+        x, r, lo, span, grey = self._prepare(lr, realism, realism_map, compact=True)
+        tile, overlap = self.tile_size(stream_width=x.shape[-1] * self.scale)
+        fn = lambda t_lr, t: self._sr_tile(t_lr, t, r, seed)  # noqa: E731
+        for y, rows in tiling.tiled_rows(fn, x, self.scale, tile, overlap, out_channels=3, progress=progress):
+            if span is not None:
+                rows.mul_(span).add_(lo)
+            rows.clamp_(0, 1)  # in place: the band is ours until the next one
+            yield y, rows.mean(1, keepdim=True) if grey else rows
+
+    def _prepare(self, lr: torch.Tensor, realism, realism_map, compact: bool = False):
+        """The checks and the network's input: ``(x (1,3,h,w), dial, lo, span, grey)``."""
         if realism is None:
             realism = self.default_realism
         if lr.ndim != 4 or lr.shape[0] != 1 or lr.shape[1] not in (1, 3):
@@ -212,19 +256,24 @@ class Upscaler:
         x = x.expand(-1, 3, -1, -1).contiguous() if grey else x
         h, w = x.shape[-2:]
         s = self.scale
-        r: torch.Tensor | float = realism
+        r: torch.Tensor | float | str = realism
         if realism_map is not None:
             rm = realism_map.detach().float().cpu()
             rm = rm.view(1, 1, *rm.shape[-2:])
-            r = F.interpolate(rm, size=(h * s, w * s), mode="bilinear", align_corners=False).clamp(0, 1)
-        out = self._sr(x, r, seed, progress)
-        if self.options.colorfix != "none":
-            out = colorfix_mod.apply(self.options.colorfix, out, self.model.condition(x))
-        out = out.clamp(0, 1)
-        if scale is not None and scale != s:
-            size = (max(1, round(h * scale)), max(1, round(w * scale)))
-            out = F.interpolate(out, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
-        return out.mean(1, keepdim=True) if grey else out
+            r = _map_8bit(rm, h * s, w * s) if compact else _map_float(rm, h * s, w * s)
+        lo, span = _levels(x)
+        if span is not None:  # a dark or flat image: the network works on its own range (see _levels)
+            x = (x - lo) / span
+        return x, r, lo, span, grey
+
+    def upscale_picture_rows(self, pic: Picture, **kw):
+        """``upscale_picture`` in bands (see ``upscale_rows``): yields ``(y, pixels (n,W,C), alpha (n,W) or None)``."""
+        lr = torch.from_numpy(pic.pixels).permute(2, 0, 1).unsqueeze(0)
+        a = None if pic.alpha is None else torch.from_numpy(pic.alpha).view(1, 1, *pic.alpha.shape)
+        for y, rows in self.upscale_rows(lr, **kw):
+            n = rows.shape[2]
+            alpha = None if a is None else _bicubic_rows(a, y, n, self.scale)[0, 0].numpy()
+            yield y, rows[0].permute(1, 2, 0).numpy(), alpha
 
     def upscale_picture(self, pic: Picture, **kw) -> Picture:
         """A ``Picture`` (see imageio) -> the upscaled ``Picture`` with alpha, depth and metadata kept."""
@@ -265,6 +314,52 @@ class Upscaler:
         raise TypeError(f"cannot upscale a {type(image).__name__}; give a PIL image, numpy array or tensor")
 
     __call__ = up
+
+
+def _map_float(rm: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    return F.interpolate(rm, size=(H, W), mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def _map_8bit(rm: torch.Tensor, H: int, W: int, chunk: int = 512) -> torch.Tensor:
+    """``_map_float`` in 8 bits, made ``chunk`` rows at a time (never the float map of a huge output):
+    bilinear sampling at the same pixel centres as ``F.interpolate(align_corners=False)``."""
+    out = torch.empty(1, 1, H, W, dtype=torch.uint8)
+    gx = (torch.arange(W, dtype=torch.float32) + 0.5) * 2 / W - 1
+    for y in range(0, H, chunk):
+        n = min(chunk, H - y)
+        gy = (torch.arange(y, y + n, dtype=torch.float32) + 0.5) * 2 / H - 1
+        grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], -1).unsqueeze(0)
+        v = F.grid_sample(rm, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        out[..., y : y + n, :] = (v.clamp(0, 1) * 255).round().to(torch.uint8)
+    return out
+
+
+def _bicubic_rows(a: torch.Tensor, y: int, n: int, s: int) -> torch.Tensor:
+    """Output rows ``[y, y+n)`` of ``F.interpolate(a, scale_factor=s, mode="bicubic")`` (clamped to
+    [0, 1]), from a few LR rows around them: bicubic reads two rows each side, so with three of
+    margin the rows are those of the whole-image interpolation."""
+    h = a.shape[-2]
+    lo, hi = max(0, y // s - 3), min(h, -(-(y + n) // s) + 3)
+    part = F.interpolate(a[..., lo:hi, :], scale_factor=s, mode="bicubic", align_corners=False)
+    return part[..., y - lo * s : y - lo * s + n, :].clamp(0, 1)
+
+
+LEVELS_BELOW = 0.5
+
+
+def _levels(x: torch.Tensor) -> tuple[float, float | None]:
+    """``(lo, span)`` when ``x`` spans less than ``LEVELS_BELOW`` of [0, 1], else ``(0, None)``.
+
+    The network adds detail of a fixed size in absolute values (and starts from noise of a fixed
+    size): on a dark exposure, or a 16-bit image that uses 214 of its 65,535 levels, that detail
+    swamps the picture. Such an image is stretched to the full range for the network and put back
+    after, so its levels come out as they went in; ordinary photos (span above half) are untouched.
+    """
+    lo, hi = float(x.min()), float(x.max())
+    span = hi - lo
+    if span >= LEVELS_BELOW or span <= 1e-6:
+        return 0.0, None
+    return lo, span
 
 
 # ---------------------------------------------------------------------------

@@ -30,24 +30,89 @@ def save(path: str | Path, model: torch.nn.Module, card: dict) -> Path:
     return path
 
 
+MAX_DEFAULT_STEPS = 1000
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:200]
+
+
 def read_card(path: str | Path) -> dict:
+    """The file's card, checked (``check_card``); any damage is a one-line ``ValueError`` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # noqa: BLE001 - SafetensorError, OSError: a pickle, truncated, empty, bad header
+        raise ValueError(f"{path}: not a readable safetensors file ({_first_line(e)})") from None
     if "snapsr" not in meta:
         raise ValueError(f"{path} is not a snapsr weights file (no 'snapsr' metadata)")
-    return json.loads(meta["snapsr"])
+    try:
+        card = json.loads(meta["snapsr"])
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: its model card is not valid JSON ({e})") from None
+    check_card(card, path)
+    return card
+
+
+def check_card(card, path: str | Path = "weights") -> FlowConfig:
+    """Every field a loader acts on, in bounds, before anything is built from it; returns the FlowConfig."""
+    if not isinstance(card, dict):
+        raise ValueError(f"{path}: its model card is a JSON {type(card).__name__}, not an object")
+    flow = card.get("flow")
+    if not isinstance(flow, dict):
+        raise ValueError(f"{path}: its model card has no 'flow' object (the architecture)")
+    try:
+        cfg = from_dict(FlowConfig, flow, "flow")
+    except (ValueError, TypeError, OverflowError, AttributeError) as e:
+        raise ValueError(f"{path}: bad model card: {_first_line(e)}") from None
+    from snapsr.nets import registry
+
+    if cfg.backbone not in registry.names():
+        raise ValueError(f"{path}: unknown backbone {cfg.backbone!r} (known: {', '.join(registry.names())})")
+    steps = card.get("default_steps", 1)
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_DEFAULT_STEPS:
+        raise ValueError(f"{path}: default_steps must be an integer in [1, {MAX_DEFAULT_STEPS}], got {steps!r}")
+    realism = card.get("default_realism", 0.5)
+    if isinstance(realism, bool) or not isinstance(realism, (int, float)) or not 0 <= realism <= 1:
+        raise ValueError(f"{path}: default_realism must be a number in [0, 1], got {realism!r}")
+    if not isinstance(card.get("kind", ""), str):
+        raise ValueError(f"{path}: kind must be a string, got {card.get('kind')!r}")
+    return cfg
 
 
 def load_flow(path: str | Path, device="cpu"):
-    """A FlowSR rebuilt from the file's config with its tensors loaded; returns ``(model, card)``."""
+    """A FlowSR rebuilt from the file's (checked) config with its tensors loaded; returns ``(model, card)``.
+
+    Tensors that do not match the config, or hold NaN or Inf, are refused naming the file.
+    """
     from snapsr.flow import FlowSR
 
     card = read_card(path)
-    model = FlowSR(from_dict(FlowConfig, card["flow"]))
-    model.load_state_dict(load_file(str(path)), strict=True)
+    try:
+        model = FlowSR(check_card(card, path))
+    except (KeyError, RuntimeError, TypeError) as e:
+        raise ValueError(f"{path}: cannot build the model its card describes ({_first_line(e)})") from None
+    try:
+        tensors = load_file(str(path))
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"{path}: not a readable safetensors file ({_first_line(e)})") from None
+    own = model.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    shapes = sorted(k for k in set(own) & set(tensors) if own[k].shape != tensors[k].shape)
+    if missing or unexpected or shapes:
+        raise ValueError(
+            f"{path}: its tensors do not match its config ({len(missing)} missing, {len(unexpected)} unexpected, "
+            f"{len(shapes)} of the wrong shape; first: {(missing + unexpected + shapes)[0]})"
+        )
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"{path}: {len(bad)} tensor(s) hold NaN or Inf values (first: {bad[0]}); damaged weights")
+    model.load_state_dict(tensors, strict=True)
     return model.to(device).eval(), card
 
 

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from snapsr.losses.adversarial import PatchDiscriminator, d_hinge, g_hinge
 from snapsr.losses.hfp import dial_order_loss, haar_bands, hfp_loss, high_band_energy
 from snapsr.losses.perception import PerceptionConfig, PerceptionLoss
-from snapsr.losses.pixel import charbonnier, edge_loss, sobel
+from snapsr.losses.pixel import charbonnier, dial_pixel_loss, edge_loss, sobel
 
 
 def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -24,6 +24,26 @@ def test_charbonnier_and_edges_zero_at_equal_positive_with_gradient_otherwise():
         loss = fn(b, a)
         (g,) = torch.autograd.grad(loss, b)
         assert loss > 0 and g.abs().sum() > 0
+
+
+def test_dial_pixel_loss_loosens_fine_detail_towards_realism_1_but_keeps_coarse_structure():
+    hr = torch.rand(2, 3, 16, 16)
+    texture = hr + 0.2 * torch.randn_like(hr)  # other fine detail, same 4x4 means
+    texture = texture - F.interpolate(F.avg_pool2d(texture - hr, 4), scale_factor=4, mode="nearest")
+    shifted = hr + 0.2  # wrong colours everywhere
+    t0, t1 = torch.zeros(2), torch.ones(2)
+    kw = dict(at_1=0.25, w_lowpass=1.0, lowpass=4)
+    per = charbonnier(texture, hr, per_image=True)
+    # realism 0: the plain Charbonnier distance; realism 1: a quarter of it (the texture keeps the 4x4 means)
+    assert torch.allclose(dial_pixel_loss(texture, hr, t0, **kw), per.mean())
+    assert torch.allclose(dial_pixel_loss(texture, hr, t1, **kw), 0.25 * per.mean(), atol=1e-4)
+    # a colour shift is paid in full at realism 1: the low-pass term sees it
+    assert dial_pixel_loss(shifted, hr, t1, **kw) > 1.2 * dial_pixel_loss(shifted, hr, t1, at_1=0.25)
+    # each image is weighted by its own t
+    mixed = dial_pixel_loss(texture, hr, torch.tensor([0.0, 1.0]), at_1=0.25)
+    assert torch.allclose(mixed, (per[0] + 0.25 * per[1]) / 2)
+    # defaults: the ordinary Charbonnier distance whatever t is
+    assert torch.allclose(dial_pixel_loss(texture, hr, t1), charbonnier(texture, hr))
 
 
 def test_sobel_sees_edges_not_flat_or_shifted_levels():

@@ -18,7 +18,8 @@ widths and depths are read from it, so tests use tiny random weights of the same
 from __future__ import annotations
 
 import contextlib
-import warnings
+import io
+import pickle
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -189,8 +190,12 @@ class ClipRN(nn.Module):
     def from_state_dict(cls, sd: dict[str, torch.Tensor]) -> ClipRN:
         net = cls(ClipConfig.from_state_dict(sd))
         # OpenAI's files carry three config integers beside the tensors
-        skip = ("input_resolution", "context_length", "vocab_size")
-        net.load_state_dict({k: v.float() for k, v in sd.items() if k not in skip})
+        # (and, read from TorchScript, tensor attributes such as the text blocks' attention mask)
+        own = net.state_dict()
+        missing = [k for k in own if k not in sd]
+        if missing:
+            raise ValueError(f"not a CLIP RN50 state dict: {len(missing)} tensors missing (first: {missing[0]})")
+        net.load_state_dict({k: sd[k].float() for k in own})
         return net
 
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
@@ -207,19 +212,92 @@ class ClipRN(nn.Module):
 
 
 def load_clip_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """OpenAI's release is a TorchScript archive; a plain state dict is read with ``weights_only``."""
+    """OpenAI's release is a TorchScript archive; a plain state dict is read with ``weights_only``.
+
+    The archive is never handed to ``torch.jit.load`` (its code, ``__setstate__`` methods included,
+    would run): its ``data.pkl`` is read by ``_TensorsOnly``, which knows tensors, storages and plain
+    containers and refuses every other global, and only the tensors are kept.
+    """
     with zipfile.ZipFile(path) if zipfile.is_zipfile(path) else contextlib.nullcontext() as z:
         scripted = z is not None and any(n.endswith("constants.pkl") for n in z.namelist())
     if not scripted:
         return load_state_dict(path, "CLIPIQA")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # the archive format is OpenAI's choice
-            # TorchScript reads its own graph format, not Python pickles; only the tensors are kept
-            module = torch.jit.load(str(path), map_location="cpu")
-    except Exception as e:
-        raise ValueError(f"CLIPIQA: {path} is not a readable TorchScript CLIP checkpoint ({e})") from e
-    return {k: v.clone() for k, v in module.state_dict().items()}
+        with zipfile.ZipFile(path) as z:
+            data = next(n for n in z.namelist() if n.endswith("/data.pkl") and n.count("/") == 1)
+            root = _TensorsOnly(io.BytesIO(z.read(data)), z, data.split("/")[0]).load()
+    except Exception as e:  # noqa: BLE001 - damaged, or a global that is not a tensor's
+        raise ValueError(f"CLIPIQA: {path} is not a readable TorchScript CLIP checkpoint ({e})") from None
+    return _tensors(root)
+
+
+class _Obj:
+    """A TorchScript object (a module): its attributes, nothing of its code."""
+
+    def __init__(self, *args):
+        self.attrs: dict = {}
+
+    def __setstate__(self, state):
+        self.attrs = state if isinstance(state, dict) else {}
+
+
+class _Storage:
+    def __init__(self, dtype: torch.dtype):
+        self.dtype = dtype
+
+
+_STORAGES = {
+    f"{n}Storage": d
+    for n, d in [
+        ("Float", torch.float32), ("Half", torch.float16), ("BFloat16", torch.bfloat16), ("Double", torch.float64),
+        ("Long", torch.int64), ("Int", torch.int32), ("Short", torch.int16), ("Char", torch.int8),
+        ("Byte", torch.uint8), ("Bool", torch.bool),
+    ]
+}  # fmt: skip
+
+
+class _TensorsOnly(pickle.Unpickler):
+    """Unpickles TorchScript's ``data.pkl``: module objects become ``_Obj``, tensors are rebuilt
+    from the archive's storages; any other global is refused."""
+
+    def __init__(self, f, archive: zipfile.ZipFile, prefix: str):
+        super().__init__(f)
+        self.archive, self.prefix = archive, prefix
+
+    def find_class(self, module: str, name: str):
+        if module.startswith("__torch__"):
+            return type(name, (_Obj,), {})
+        if module == "torch" and name in _STORAGES:
+            return _Storage(_STORAGES[name])
+        allowed = {
+            ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+            ("collections", "OrderedDict"): OrderedDict,
+            ("torch.jit._pickle", "build_intlist"): list,
+            ("torch.jit._pickle", "build_doublelist"): list,
+            ("torch.jit._pickle", "build_boollist"): list,
+            ("torch.jit._pickle", "build_tensorlist"): list,
+        }
+        if (module, name) not in allowed:
+            raise pickle.UnpicklingError(f"refusing {module}.{name}")
+        return allowed[(module, name)]
+
+    def persistent_load(self, pid):
+        kind, storage, key, _location, numel = pid
+        if kind != "storage" or not isinstance(storage, _Storage):
+            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
+        raw = bytearray(self.archive.read(f"{self.prefix}/data/{key}"))
+        untyped = torch.frombuffer(raw, dtype=torch.uint8).untyped_storage() if raw else torch.UntypedStorage(0)
+        return torch.storage.TypedStorage(wrap_storage=untyped, dtype=storage.dtype, _internal=True)
+
+
+def _tensors(obj, prefix: str = "") -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for k, v in (obj.attrs if isinstance(obj, _Obj) else {}).items():
+        if isinstance(v, torch.Tensor):
+            out[prefix + k] = v.clone()
+        elif isinstance(v, _Obj):
+            out.update(_tensors(v, f"{prefix}{k}."))
+    return out
 
 
 class CLIPIQA(nn.Module):

@@ -6,10 +6,39 @@ import torch
 import torch.nn.functional as F
 
 
-def charbonnier(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """``mean sqrt((a - b)^2 + eps^2) - eps``: L1-like, smooth at 0, and exactly 0 where a == b."""
-    d = (a.float() - b.float()).pow(2)
-    return (d + eps * eps).sqrt().mean() - eps
+def charbonnier(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-3, *, per_image: bool = False) -> torch.Tensor:
+    """``mean sqrt((a - b)^2 + eps^2) - eps``: L1-like, smooth at 0, and exactly 0 where a == b.
+
+    ``per_image``: one mean per image ``(B,)`` instead of one over the batch.
+    """
+    d = ((a.float() - b.float()).pow(2) + eps * eps).sqrt() - eps
+    return d.flatten(1).mean(1) if per_image else d.mean()
+
+
+def dial_pixel_loss(
+    out: torch.Tensor,
+    hr: torch.Tensor,
+    t: torch.Tensor,
+    *,
+    at_1: float = 1.0,
+    w_lowpass: float = 0.0,
+    lowpass: int = 4,
+    eps: float = 1e-3,
+) -> torch.Tensor:
+    """The pixel term of a dial student, loosened towards the realistic end.
+
+    Each image's Charbonnier distance to the ground truth is weighted ``1 - (1 - at_1) t``: full
+    weight at the faithful end, ``at_1`` at the realistic one, where an adversarial term is left
+    free to invent texture. ``w_lowpass * t`` adds the distance between the two images
+    average-pooled by ``lowpass``: however much the realistic end invents, it keeps the ground
+    truth's colours and coarse structure (what a downscale of the output would show).
+    """
+    t = t.float().reshape(-1)
+    loss = ((1 - (1 - at_1) * t) * charbonnier(out, hr, eps, per_image=True)).mean()
+    if w_lowpass > 0:
+        pool = lambda x: F.avg_pool2d(x.float(), lowpass)  # noqa: E731
+        loss = loss + w_lowpass * (t * charbonnier(pool(out), pool(hr), eps, per_image=True)).mean()
+    return loss
 
 
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8.0

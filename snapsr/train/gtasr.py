@@ -38,7 +38,7 @@ from snapsr.config import DataConfig, FlowConfig, TrainConfig, to_dict
 from snapsr.degrade import DegradeConfig
 from snapsr.flow import FlowSR
 from snapsr.losses.perception import PerceptionConfig
-from snapsr.losses.pixel import charbonnier, edge_loss
+from snapsr.losses.pixel import charbonnier, dial_pixel_loss, edge_loss
 from snapsr.path import expand_t
 from snapsr.rcod import RCODConfig
 from snapsr.train.loop import Recipe, RunResult, run
@@ -54,6 +54,12 @@ class GTASRConfig:
     w_consistency: float = 1.0
     w_ta: float = 1.0
     w_pixel: float = 1.0
+    # The pixel term at realism 1 relative to realism 0 (1: the same everywhere), and a low-pass
+    # pixel term weighted by t that keeps the realistic end's colours and coarse structure
+    # (losses.pixel.dial_pixel_loss): what lets an adversarial term invent texture at t -> 1.
+    pixel_at_1: float = 1.0
+    w_lowpass: float = 0.0
+    lowpass: int = 4
     charbonnier_eps: float = 1e-3
     # Stage II: Dual-Reference Structural Rectification
     stage2_start: int = -1  # first step of stage II; -1: never
@@ -64,6 +70,10 @@ class GTASRConfig:
     def __post_init__(self):
         if self.refresh_every < 1:
             raise ValueError(f"gtasr.refresh_every must be at least 1 step, got {self.refresh_every}")
+        if not 0.0 <= self.pixel_at_1 <= 1.0:
+            raise ValueError(f"gtasr.pixel_at_1 must be in [0, 1], got {self.pixel_at_1}")
+        if self.lowpass < 1:
+            raise ValueError(f"gtasr.lowpass must be at least 1, got {self.lowpass}")
 
 
 @dataclass(frozen=True)
@@ -125,7 +135,7 @@ class GTASRLoss(nn.Module):
         t_d, centre = self.dial(lr, hr, generator)
         if c.w_consistency == 0 and c.w_ta == 0:  # supervised dial only: one pass, no trajectory terms
             out = x_0 + st.velocity(x_0, t_d, cond).float()
-            loss = c.w_pixel * C(out, hr) + self.stage2_terms(out, x_0, t_d, cond, hr)
+            loss = c.w_pixel * self.pixel(out, hr, t_d) + self.stage2_terms(out, x_0, t_d, cond, hr)
             return loss + self.terms(out, hr, cond, t_d, centre)
         n = time_grid_size(c, self.step, self.total)
         i = torch.randint(0, n, (B,), generator=generator)
@@ -150,8 +160,14 @@ class GTASRLoss(nn.Module):
         hat_tau = expand_t(tau, hr) * out_0 + expand_t(1 - tau, hr) * x_0b
         f_hat = self.f(hat_tau, tau, cond).float()
 
-        loss = c.w_consistency * C(f_t, f_s) + c.w_ta * C(f_hat, f_y) + c.w_pixel * C(out, hr)
+        loss = c.w_consistency * C(f_t, f_s) + c.w_ta * C(f_hat, f_y) + c.w_pixel * self.pixel(out, hr, t_d)
         return loss + self.stage2_terms(out, x_0, t_d, cond, hr) + self.terms(out, hr, cond, t_d, centre)
+
+    def pixel(self, out: torch.Tensor, hr: torch.Tensor, t_d: torch.Tensor) -> torch.Tensor:
+        c = self.cfg
+        return dial_pixel_loss(
+            out, hr, t_d, at_1=c.pixel_at_1, w_lowpass=c.w_lowpass, lowpass=c.lowpass, eps=c.charbonnier_eps
+        )
 
     def stage2_terms(self, out, x_0, t_d, cond, hr) -> torch.Tensor:
         """DRSR: the output's edges against the frozen reference's and the ground truth's (0 in stage I)."""
