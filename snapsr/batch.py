@@ -278,11 +278,20 @@ def run(
                 progress=(lambda b=tiles_bar: b.update(1)) if tiles_bar is not None else None,
             )
             try:
-                if stream:  # bands of rows straight to the file: memory bounded whatever the size
-                    bands = upscaler.upscale_picture_rows(pic, **kw)
-                    write_rows(dst, bands, out_w, out_h, pic, fmt_name, quality)
-                else:
-                    write_image(dst, upscaler.upscale_picture(pic, scale=scale, **kw), fmt_name, quality)
+                u = upscaler
+                for attempt in range(RETRIES + 1):  # out of memory: halve the tile budget and retry
+                    try:
+                        if stream:  # bands of rows straight to the file: memory bounded whatever the size
+                            bands = u.upscale_picture_rows(pic, **kw)
+                            write_rows(dst, bands, out_w, out_h, pic, fmt_name, quality)
+                        else:
+                            write_image(dst, u.upscale_picture(pic, scale=scale, **kw), fmt_name, quality)
+                        break
+                    except Exception as e:  # noqa: BLE001
+                        if attempt == RETRIES or not _out_of_memory(e):
+                            raise
+                        u = _smaller(u)
+                        log(f"warning: {job.src}: out of memory; retrying with --max-memory {u.options.max_memory_mb}")
             finally:
                 if tiles_bar is not None:
                     tiles_bar.close()
@@ -291,11 +300,9 @@ def run(
             )
         except (ImageReadError, OSError, ValueError) as e:
             _fail(summary, log, job, dst, str(e))
-        except MemoryError:
-            _fail(summary, log, job, dst, "out of memory; try a smaller --max-memory, -s or input")
         except Exception as e:  # noqa: BLE001 - one file's failure, whatever it is, never stops the batch
-            if "alloc" in str(e).lower() or "memory" in str(e).lower():
-                _fail(summary, log, job, dst, "out of memory; try a smaller --max-memory, -s or input")
+            if _out_of_memory(e):
+                _fail(summary, log, job, dst, "out of memory, also with smaller tiles; try a smaller -s or input")
             else:
                 _fail(summary, log, job, dst, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
         finally:
@@ -305,6 +312,22 @@ def run(
         bar.close()
     summary.seconds = time.perf_counter() - t_all
     return summary
+
+
+RETRIES = 2  # halvings of the tile budget after an out-of-memory error (chaiNNer's auto-split)
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    text = str(e).lower()
+    return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and ("alloc" in text or "out of memory" in text))
+
+
+def _smaller(upscaler):
+    """The same upscaler with half the tile budget (half the tile side when --tile fixed it)."""
+    o = upscaler.options
+    if o.tile:
+        return upscaler.with_options(tile=max(32, o.tile // 2), tile_overlap=min(o.tile_overlap, max(16, o.tile // 8)))
+    return upscaler.with_options(max_memory_mb=max(64, o.max_memory_mb // 2))
 
 
 def _fail(summary: Summary, log, job: Job, dst, message: str) -> None:

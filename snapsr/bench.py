@@ -34,8 +34,11 @@ def _median_seconds(fn, repeats: int, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
-def speed(upscaler, lr_size: tuple[int, int] = (128, 128), repeats: int = 5, baselines: bool = True) -> list[dict]:
-    """Seconds per LR megapixel of ``upscaler`` (realism 0.5) and of the baselines on one random LR image."""
+def speed(
+    upscaler, lr_size: tuple[int, int] = (128, 128), repeats: int = 5, baselines: bool = True, onnx: bool = False
+) -> list[dict]:
+    """Seconds per LR megapixel of ``upscaler`` (realism 0.5) and of the baselines on one random LR image;
+    ``onnx``: also the same model exported to ONNX and run by onnxruntime (CPU, fp32)."""
     h, w = lr_size
     g = torch.Generator().manual_seed(0)
     lr = torch.rand(1, 3, h, w, generator=g)
@@ -56,6 +59,21 @@ def speed(upscaler, lr_size: tuple[int, int] = (128, 128), repeats: int = 5, bas
         f"snapsr (1 step, {str(upscaler.dtype).replace('torch.', '')})",
         _median_seconds(lambda: one.upscale_tensor(lr, realism=0.0), repeats),
     )
+    if onnx:
+        import tempfile
+
+        from snapsr.onnx_model import export
+
+        with tempfile.TemporaryDirectory() as d:
+            try:
+                export(upscaler.model, upscaler.card, f"{d}/m.onnx")
+                ort = type(upscaler).from_pretrained(f"{d}/m.onnx", tile=upscaler.options.tile)
+                row(
+                    "snapsr (1 step, onnxruntime, fp32)",
+                    _median_seconds(lambda: ort.upscale_tensor(lr, realism=0.0), repeats),
+                )
+            except (RuntimeError, ValueError) as e:
+                rows.append({"method": "snapsr (onnxruntime)", "note": f"skipped: {e}"})
     if baselines:
         s = upscaler.scale
         dev = upscaler.device

@@ -415,7 +415,16 @@ def _float_list_ok(value: str) -> float | str:
 @click.option("--max-memory", default=1024, show_default=True, type=int, help="Working memory for a tile, MB.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @click.option("--dtype", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]))
-@click.option("--weights", default=None, help="A bundled model name or a .safetensors path (default: bundled).")
+@click.option(
+    "--weights", default=None, help="A bundled model name, a .safetensors path, or a .onnx (default: bundled)."
+)
+@click.option(
+    "--backend",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "torch", "onnxruntime"]),
+    help="auto: onnxruntime for a .onnx file (snapsr export --onnx), else PyTorch.",
+)
 @click.option("--colorfix", default="none", show_default=True, type=click.Choice(["none", "wavelet", "adain"]))
 @click.option(
     "--format", "fmt", default="same", show_default=True, type=click.Choice(["same", "png", "jpg", "webp", "tiff"])
@@ -450,6 +459,7 @@ def upscale(
     device,
     dtype,
     weights,
+    backend,
     colorfix,
     fmt,
     quality,
@@ -487,6 +497,10 @@ def upscale(
         import torch
 
         rmap = torch.from_numpy(pic.pixels.mean(-1))
+    is_onnx = str(weights or "").endswith(".onnx")
+    if backend != "auto" and (backend == "onnxruntime") != is_onnx:
+        need = "a .onnx file (snapsr export --onnx)" if backend == "onnxruntime" else "a .safetensors file"
+        raise click.BadParameter(f"--backend {backend} runs {need}", param_hint="--weights")
     try:
         up = Upscaler.from_pretrained(
             weights,
@@ -586,8 +600,9 @@ def models(as_json):
 @click.option("--tile", default=0, show_default=True, type=int)
 @click.option("--no-baselines", is_flag=True, help="Skip bicubic and Real-ESRGAN.")
 @click.option("--memory", is_flag=True, help="Also measure peak RSS for a 3000x2000 output with automatic tiling.")
+@click.option("--onnx", is_flag=True, help="Also time the model exported to ONNX, run by onnxruntime.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the results here.")
-def bench(weights, lr_size, repeats, steps, device, dtype, tile, no_baselines, memory, json_path):
+def bench(weights, lr_size, repeats, steps, device, dtype, tile, no_baselines, memory, onnx, json_path):
     """Seconds per LR megapixel (median after warm-up) beside bicubic and Real-ESRGAN x4plus."""
     from snapsr import bench as bench_mod
     from snapsr.upscaler import Upscaler
@@ -597,7 +612,7 @@ def bench(weights, lr_size, repeats, steps, device, dtype, tile, no_baselines, m
     except ValueError as e:
         raise click.BadParameter("use WxH, e.g. 128x128", param_hint="--lr-size") from e
     up = Upscaler.from_pretrained(weights, device=device, dtype=dtype, steps=steps, tile=tile)
-    rows = bench_mod.speed(up, (h, w), repeats, baselines=not no_baselines)
+    rows = bench_mod.speed(up, (h, w), repeats, baselines=not no_baselines, onnx=onnx)
     click.echo(bench_mod.format_rows(rows))
     import torch as torch_mod
 
@@ -630,7 +645,13 @@ def bench(weights, lr_size, repeats, steps, device, dtype, tile, no_baselines, m
 
 @main.command()
 @click.argument("weights_in", type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .safetensors to write.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="The .safetensors to write.")
+@click.option(
+    "--onnx",
+    "onnx_path",
+    type=click.Path(dir_okay=False),
+    help="Also (or only) write the one-step model as ONNX, for onnxruntime and other languages.",
+)
 @click.option("--metrics", type=click.Path(exists=True, dir_okay=False), help="results.json of snapsr eval.")
 @click.option("--eval-command", default=None, help="The command that produced --metrics, for the card.")
 @click.option("--default-steps", type=int, default=None)
@@ -641,14 +662,20 @@ def bench(weights, lr_size, repeats, steps, device, dtype, tile, no_baselines, m
     help="The dial value upscale, eval and the API use when none is given (pick it from benchmarks/quality.sh).",
 )
 @click.option("--name", default=None, help="Model name for the card (default: the output's stem).")
-def export(weights_in, output, metrics, eval_command, default_steps, default_realism, name):
-    """Write WEIGHTS_IN (e.g. a run's ema.safetensors) as a shippable model with its card."""
+def export(weights_in, output, onnx_path, metrics, eval_command, default_steps, default_realism, name):
+    """Write WEIGHTS_IN (e.g. a run's ema.safetensors) as a shippable model with its card (-o), and/or
+    as ONNX (--onnx; inputs lr, eps, t, output sr: see snapsr/onnx_model.py and the README)."""
     from snapsr import weights as wmod
 
-    model, card = wmod.load_flow(weights_in)
+    if not output and not onnx_path:
+        raise click.UsageError("give -o FILE.safetensors, --onnx FILE.onnx, or both")
+    try:
+        model, card = wmod.load_flow(weights_in)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from e
     card = dict(card)
     card.pop("format", None)
-    card["name"] = name or Path(output).stem
+    card["name"] = name or Path(output or onnx_path).stem
     card["parameters"] = sum(p.numel() for p in model.parameters())
     if default_steps is not None:
         card["default_steps"] = default_steps
@@ -659,8 +686,17 @@ def export(weights_in, output, metrics, eval_command, default_steps, default_rea
         card["metrics"] = {k: {m: round(v, 4) for m, v in d["mean"].items()} for k, d in data.items()}
         if eval_command:
             card["metrics_command"] = eval_command
-    wmod.save(output, model, card)
-    click.echo(f"wrote {output} ({card['parameters']:,} parameters)")
+    if output:
+        wmod.save(output, model, card)
+        click.echo(f"wrote {output} ({card['parameters']:,} parameters)")
+    if onnx_path:
+        from snapsr.onnx_model import export as export_onnx
+
+        try:
+            export_onnx(model, card, onnx_path)
+        except (RuntimeError, ValueError) as e:
+            raise click.ClickException(str(e)) from e
+        click.echo(f"wrote {onnx_path} (ONNX)")
 
 
 if __name__ == "__main__":

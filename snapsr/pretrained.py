@@ -15,11 +15,11 @@ def available() -> list[str]:
 
 
 def resolve(name_or_path: str | Path | None) -> Path:
-    """A bundled name (``None`` for the default) or a path to a ``.safetensors`` file."""
+    """A bundled name (``None`` for the default) or a path to a ``.safetensors`` (or ``.onnx``) file."""
     if name_or_path is None:
         name_or_path = DEFAULT
     p = Path(name_or_path)
-    if p.suffix == ".safetensors" or p.exists():
+    if p.suffix in (".safetensors", ".onnx") or p.exists():
         if not p.is_file():
             raise FileNotFoundError(f"weights file not found: {p}")
         return p

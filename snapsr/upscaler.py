@@ -86,7 +86,7 @@ class Upscaler:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device) if isinstance(dtype, str) else dtype
         self.model = model.eval().requires_grad_(False).to(self.device)
-        if self.device.type == "cpu":
+        if self.device.type == "cpu" and isinstance(self.model, torch.nn.Module):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.card = card or {}
         if options.sampler not in SAMPLERS:
@@ -101,6 +101,11 @@ class Upscaler:
         from snapsr.weights import load_flow
 
         path = pretrained.resolve(name_or_path)
+        if path.suffix == ".onnx":  # the onnxruntime backend (snapsr export --onnx), CPU and fp32
+            from snapsr.onnx_model import OnnxFlow
+
+            model = OnnxFlow(path)
+            return cls(model, model.card, device="cpu", dtype="fp32", options=UpscaleOptions(**options))
         model, card = load_flow(path)
         return cls(model, card, device=device, dtype=dtype, options=UpscaleOptions(**options))
 
@@ -156,7 +161,6 @@ class Upscaler:
         with torch.autocast(dev.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
             cond = m.condition(lr)
             eps = tiling.position_noise(seed, cond.shape[1], tile.y0 * s, tile.x0 * s, *cond.shape[-2:], device=dev)
-            x_0 = m.start(cond, eps)
             r = realism
             if isinstance(r, str):  # "auto": the estimator's per-region dial for this tile
                 r = m.realism_map(cond).to(cond.dtype)
@@ -164,6 +168,9 @@ class Upscaler:
                 r = r[..., tile.y0 * s : (tile.y0 + tile.h) * s, tile.x0 * s : (tile.x0 + tile.w) * s].to(dev)
                 if r.dtype == torch.uint8:  # a compact map (upscale_rows)
                     r = r.float() / 255
+            if hasattr(m, "one_step"):  # an ONNX graph of the whole step (onnx_model)
+                return m.one_step(lr, eps, r if isinstance(r, torch.Tensor) else float(r))
+            x_0 = m.start(cond, eps)
             if self.card.get("kind") == "student":  # OFTSR: one step, and t is the dial
                 return (x_0 + m.velocity(x_0, r if isinstance(r, torch.Tensor) else float(r), cond)).float().cpu()
             if self.steps == 1 or (not isinstance(r, torch.Tensor) and r == 0):

@@ -83,24 +83,31 @@ def test_output_pixel_limit_is_checked_before_any_work(tmp_path, up):
     assert "--max-output-pixels" in res.output and (tmp_path / "o2" / "good_x4.png").is_file()
 
 
-def test_a_memory_error_fails_that_file_only(tmp_path, up, monkeypatch):
+def test_a_memory_error_retries_with_smaller_tiles_then_fails_that_file_only(tmp_path, up, monkeypatch):
     from snapsr.upscaler import Upscaler
 
     d = tmp_path / "in"
     good(d, "a.png")
     good(d, "b.png", 1)
+    Image.fromarray(smooth_image(24, 32, 2)).save(d / "c.png")
     real = Upscaler.upscale_picture
+    budgets = []
 
     def flaky(self, pic, **kw):
-        if pic.size == (16, 12) and not getattr(flaky, "done", False):
-            flaky.done = True
+        budgets.append((pic.size, self.options.max_memory_mb))
+        if pic.size == (16, 12) and self.options.max_memory_mb > 256:  # a.png and b.png: fit at 256 MB
             raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 6100000000 bytes")
+        if pic.size == (32, 24):  # c.png never fits
+            raise MemoryError()
         return real(self, pic, **kw)
 
     monkeypatch.setattr(Upscaler, "upscale_picture", flaky)
     res = run("upscale", d, "-o", tmp_path / "out", *up)
-    assert res.exit_code == 1 and len(errors(res)) == 1 and "out of memory" in errors(res)[0]
-    assert len(list((tmp_path / "out").iterdir())) == 1
+    assert res.exit_code == 1 and len(errors(res)) == 1 and "c.png" in errors(res)[0]
+    assert "out of memory" in errors(res)[0]
+    assert res.output.count("retrying with --max-memory 512") == 3 and "--max-memory 256" in res.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_x4.png", "b_x4.png"]
+    assert [b for s, b in budgets if s == (16, 12)] == [1024, 512, 256, 1024, 512, 256]  # each file starts afresh
 
 
 # 3-4. re-runs and clashes ------------------------------------------------------

@@ -1,0 +1,82 @@
+"""The ONNX export and the onnxruntime backend: the same image as PyTorch, through the same tiling,
+noise and I/O."""
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from snapsr.cli import main
+from tests.conftest import smooth_image
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture()
+def student(tmp_path):
+    from snapsr import weights
+    from snapsr.config import FlowConfig
+    from snapsr.flow import FlowSR
+
+    torch.manual_seed(2)
+    cfg = FlowConfig(scale=4, backbone="lrnet_t", estimator=True)
+    model = FlowSR(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    path = tmp_path / "student.safetensors"
+    weights.save(path, model, weights.flow_card(cfg, kind="student", default_realism=0.3))
+    return path
+
+
+def test_onnx_output_equals_pytorch_tiled_with_scalar_and_per_pixel_dial(tmp_path, student):
+    from snapsr.upscaler import Upscaler
+
+    res = CliRunner().invoke(main, ["export", str(student), "--onnx", str(tmp_path / "m.onnx")])
+    assert res.exit_code == 0, res.output
+    torch_up = Upscaler.from_pretrained(str(student), dtype="fp32", tile=16, tile_overlap=6)
+    onnx_up = Upscaler.from_pretrained(str(tmp_path / "m.onnx"), tile=16, tile_overlap=6)
+    assert onnx_up.default_realism == 0.3 and onnx_up.scale == 4
+    lr = torch.from_numpy(smooth_image(37, 45, 0)).permute(2, 0, 1)[None].float() / 255
+    rmap = torch.linspace(0, 1, 45).repeat(37, 1)
+    for kw in ({"realism": 0.0}, {"realism": 0.8}, {"realism_map": rmap}, {}):
+        a, b = torch_up.upscale_tensor(lr, seed=5, **kw), onnx_up.upscale_tensor(lr, seed=5, **kw)
+        assert a.shape == b.shape == (1, 3, 148, 180)
+        assert (a - b).abs().max() < 1e-4, kw  # stated tolerance: 1e-4 in [0, 1] (float32 op order)
+    with pytest.raises(ValueError, match="estimator"):  # the estimator is not in the graph
+        onnx_up.upscale_tensor(lr, realism="auto")
+
+
+def test_upscale_cli_runs_the_onnx_file(tmp_path, student):
+    d = tmp_path / "in"
+    d.mkdir()
+    Image.fromarray(smooth_image(20, 28, 1)).save(d / "a.png")
+    onnx_path = tmp_path / "m.onnx"
+    assert CliRunner().invoke(main, ["export", str(student), "--onnx", str(onnx_path)]).exit_code == 0
+    for backend, weights, out in (
+        ("auto", onnx_path, "o1"),
+        ("onnxruntime", onnx_path, "o2"),
+        ("torch", student, "o3"),
+    ):
+        args = ["upscale", str(d), "-o", str(tmp_path / out), "--weights", str(weights), "--backend", backend, "-q"]
+        res = CliRunner().invoke(main, [*args, "--dtype", "fp32", "--realism", "0.5"])
+        assert res.exit_code == 0, res.output
+    imgs = [np.asarray(Image.open(tmp_path / o / "a_x4.png")).astype(int) for o in ("o1", "o2", "o3")]
+    assert imgs[0].shape == (80, 112, 3) and np.array_equal(imgs[0], imgs[1])
+    assert np.abs(imgs[0] - imgs[2]).max() <= 1
+    res = CliRunner().invoke(main, ["upscale", str(d), "--weights", str(student), "--backend", "onnxruntime"])
+    assert res.exit_code == 2 and "runs a .onnx file" in res.output
+
+
+def test_onnx_errors_are_one_line(tmp_path, tiny_weights):
+    from snapsr.onnx_model import OnnxFlow
+
+    res = CliRunner().invoke(main, ["export", str(tiny_weights), "--onnx", str(tmp_path / "t.onnx")])
+    assert res.exit_code == 1 and "only one-step students" in res.output  # the teacher's sampler is a loop
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="junk.onnx: not a readable ONNX model"):
+        OnnxFlow(tmp_path / "junk.onnx")
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        OnnxFlow(tmp_path / "missing.onnx")
