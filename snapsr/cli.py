@@ -20,7 +20,7 @@ def entry():
     from snapsr import runtime
 
     runtime.reexec_with_hugepages()
-    main()
+    main(prog_name="snapsr")  # after the re-exec, click would call itself "python -m snapsr"
 
 
 # ---------------------------------------------------------------------------
@@ -302,6 +302,8 @@ def _eval(
             evaluate.score_dirs(folder, hr_path, crop_border or scale, scale, name or folder.name, extra=extra)
         )
     strip = []
+    if lr_dir and not weights and (realism or steps):
+        raise click.UsageError("--realism and --steps choose what a model runs: give --weights too")
     if lr_dir:
         up = None
         if weights:
@@ -309,6 +311,8 @@ def _eval(
 
             up = Upscaler.from_pretrained(weights, device=device, dtype=dtype)
             scale = up.scale
+            for smp in sampler.split(","):  # checked before anything runs
+                up.with_options(sampler=smp.strip())
         runners = []
         for name in filter(None, (n.strip() for n in peers.split(","))):
             from snapsr.peers import default_cache, load_peer
@@ -484,6 +488,8 @@ def upscale(
     from snapsr.upscaler import Upscaler
 
     r = None if realism is None else _float_list_ok(realism)
+    if realism is not None and realism_map:
+        raise click.UsageError("give --realism (one value or auto) or --realism-map (a value per pixel), not both")
     if scale is not None and scale <= 0:
         raise click.BadParameter("--scale must be positive")
     rmap = None

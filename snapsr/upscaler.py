@@ -73,6 +73,16 @@ class UpscaleOptions:
     colorfix: str = "none"
 
 
+def _checked(options: UpscaleOptions) -> UpscaleOptions:
+    if options.sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {options.sampler!r}; known: {', '.join(SAMPLERS)}")
+    if options.steps is not None and not 1 <= options.steps <= 1000:
+        raise ValueError(f"steps must be in [1, 1000], got {options.steps}")
+    if options.colorfix not in ("none", "wavelet", "adain"):
+        raise ValueError(f"unknown colour fix {options.colorfix!r}; use none, wavelet or adain")
+    return options
+
+
 class Upscaler:
     def __init__(
         self,
@@ -89,11 +99,7 @@ class Upscaler:
         if self.device.type == "cpu" and isinstance(self.model, torch.nn.Module):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.card = card or {}
-        if options.sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {options.sampler!r}; known: {', '.join(SAMPLERS)}")
-        if options.steps is not None and not 1 <= options.steps <= 1000:
-            raise ValueError(f"steps must be in [1, 1000], got {options.steps}")
-        self.options = options
+        self.options = _checked(options)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path | None = None, *, device="cpu", dtype="fp32", **options):
@@ -112,7 +118,7 @@ class Upscaler:
     def with_options(self, **changes) -> Upscaler:
         new = object.__new__(Upscaler)
         new.__dict__.update(self.__dict__)
-        new.options = replace(self.options, **changes)
+        new.options = _checked(replace(self.options, **changes))
         return new
 
     @property

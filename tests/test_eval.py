@@ -36,6 +36,7 @@ def test_hf_ratio_bicubic_about_zero_hr_one():
 
 
 def test_eval_cli_with_model(tmp_path, tiny_weights):
+    pytest.importorskip("matplotlib")  # the --plot below
     (tmp_path / "hr").mkdir()
     (tmp_path / "lr").mkdir()
     for i in range(2):

@@ -510,3 +510,17 @@ def test_streamed_rows_equal_the_whole_image_to_the_bit(tiny_weights):
     whole = up.upscale_tensor(lr, realism=0.7, seed=3)
     rows = torch.cat([r for _, r in up.upscale_rows(lr, realism=0.7, seed=3)], 2)
     assert torch.equal(whole, rows)
+
+
+def test_small_cli_mistakes_are_usage_errors(tmp_path, up, tiny_weights):
+    d = tmp_path / "in"
+    good(d)
+    (tmp_path / "map.png").write_bytes((d / "good.png").read_bytes())
+    res = run("upscale", d, "--realism", "0.5", "--realism-map", tmp_path / "map.png", *up)
+    assert res.exit_code == 2 and "not both" in res.output
+    res = run("eval", "--lr", d, "--hr", d, "--realism", "0.5")
+    assert res.exit_code == 2 and "give --weights too" in res.output
+    res = run("eval", "--lr", d, "--hr", d, "--weights", tiny_weights, "--sampler", "dpm")
+    assert res.exit_code == 1 and "unknown sampler 'dpm'" in res.output
+    res = CliRunner().invoke(main, ["--help"], prog_name="snapsr")
+    assert "Usage: snapsr" in res.output

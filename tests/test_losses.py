@@ -113,7 +113,10 @@ def test_perception_loss_weights_per_image_and_adversarial_ramp():
     sr = blur(hr, 1.0)
     assert p(sr, hr, cond, step=0, weight=0.0) == 0
     full, half = p(sr, hr, cond, step=0, weight=1.0), p(sr, hr, cond, step=0, weight=torch.tensor([1.0, 0.0]))
-    assert full > 0 and half > 0
+    first = p(sr[:1], hr[:1], cond[:1], step=0, weight=1.0)
+    assert full > 0 and torch.allclose(half, 0.5 * first)  # only the weighted image, at its share
+    quarter = p(sr, hr, cond, step=0, weight=torch.tensor([0.5, 0.0]))
+    assert torch.allclose(quarter, 0.25 * first)
     assert [p.adv_weight(k) for k in (9, 10, 13, 100)] == [0.0, 0.125, 0.5, 0.5]
     # the critic stays frozen while the generator's loss is computed
     assert not any(q.requires_grad for q in p.critic.parameters())

@@ -170,8 +170,7 @@ def test_torchrun_two_processes(photo_dir, tmp_path):
         "torch.distributed.run",
         "--nproc_per_node",
         "2",
-        "--master_port",
-        "29531",
+        "--standalone",  # a free port of its own: a fixed one can be taken
         "-m",
         "snapsr",
         "train",
