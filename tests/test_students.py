@@ -8,7 +8,7 @@ from snapsr.config import DataConfig, FlowConfig, TrainConfig
 from snapsr.degrade import DegradeConfig
 from snapsr.flow import FlowSR
 from snapsr.losses.perception import PerceptionConfig
-from snapsr.losses.pixel import charbonnier
+from snapsr.losses.pixel import charbonnier, dial_pixel_loss
 from snapsr.nets import create
 from snapsr.rcod import RCODConfig
 from snapsr.train.distill import DistillRunConfig, train_distill
@@ -160,6 +160,15 @@ def test_gtasr_supervised_dial_is_one_pass_per_sample(monkeypatch):
     t, _ = dial(lr, hr, g)
     out = x_0 + forward(x_0, t, model.condition(lr))
     assert torch.allclose(value, charbonnier(out, hr, cfg.charbonnier_eps))
+    # loosened towards realism 1, with the low-pass term: the dial pixel loss at each image's t
+    cfg2 = GTASRConfig(w_consistency=0.0, w_ta=0.0, pixel_at_1=0.25, w_lowpass=2.0, lowpass=2)
+    value2 = GTASRLoss(model, model, cfg2, 10, dial, lambda *a: torch.zeros(()))(
+        lr, hr, torch.Generator().manual_seed(0)
+    )
+    want = dial_pixel_loss(out, hr, t, at_1=0.25, w_lowpass=2.0, lowpass=2, eps=cfg2.charbonnier_eps)
+    assert torch.allclose(value2, want) and not torch.allclose(value2, value)
+    with pytest.raises(ValueError, match="pixel_at_1"):
+        GTASRConfig(pixel_at_1=1.5)
 
 
 FLAGS = [
