@@ -683,6 +683,9 @@ def export(weights_in, output, onnx_path, metrics, eval_command, default_steps, 
     card.pop("format", None)
     card["name"] = name or Path(output or onnx_path).stem
     card["parameters"] = sum(p.numel() for p in model.parameters())
+    lineage = wmod.lineage(card)
+    if lineage:  # the stages it was fine-tuned from, each with its own training record
+        card["lineage"] = lineage
     if default_steps is not None:
         card["default_steps"] = default_steps
     if default_realism is not None:

@@ -129,6 +129,23 @@ def init_from(flow, path: str | Path, match=("backbone", "scale"), hint: str = "
     flow.load_state_dict(src.state_dict())
 
 
+def lineage(card: dict, limit: int = 20) -> list[dict]:
+    """The chain of weights a card was fine-tuned from (its ``init``, that file's ``init``, ...), each
+    with its own training record, as far as the files are on disk."""
+    out, seen = [], set()
+    path = card.get("init")
+    while path and path not in seen and len(out) < limit and Path(path).is_file():
+        seen.add(path)
+        try:
+            c = read_card(path)
+        except ValueError:
+            break
+        keep = ("name", "recipe", "steps_trained", "samples_seen", "train_hours", "degradation_mix")
+        out.append({"file": str(path), **{k: c[k] for k in keep if k in c}})
+        path = c.get("init")
+    return out
+
+
 def flow_card(cfg: FlowConfig, **extra) -> dict:
     return {"flow": to_dict(cfg), **extra}
 
