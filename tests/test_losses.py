@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from snapsr.losses.adversarial import PatchDiscriminator, d_hinge, g_hinge
 from snapsr.losses.hfp import dial_order_loss, haar_bands, hfp_loss, high_band_energy
 from snapsr.losses.perception import PerceptionConfig, PerceptionLoss
-from snapsr.losses.pixel import charbonnier, dial_pixel_loss, edge_loss, sobel
+from snapsr.losses.pixel import charbonnier, dial_pixel_loss, edge_loss, phase_pattern_loss, sobel
 
 
 def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -44,6 +44,17 @@ def test_dial_pixel_loss_loosens_fine_detail_towards_realism_1_but_keeps_coarse_
     assert torch.allclose(mixed, (per[0] + 0.25 * per[1]) / 2)
     # defaults: the ordinary Charbonnier distance whatever t is
     assert torch.allclose(dial_pixel_loss(texture, hr, t1), charbonnier(texture, hr))
+
+
+def test_phase_pattern_loss_sees_a_subpixel_grid_not_texture_or_colour():
+    g = torch.Generator().manual_seed(0)
+    hr = torch.rand(2, 3, 128, 128, generator=g)
+    texture = hr + 0.1 * torch.randn(hr.shape, generator=g)
+    grid = hr.clone()
+    grid[..., ::4, 1::4] += 0.1  # one phase of sixteen, everywhere
+    assert phase_pattern_loss(hr + 0.2, hr) < 1e-6  # a colour shift is not a pattern
+    assert phase_pattern_loss(grid, hr) > 4 * phase_pattern_loss(texture, hr)
+    assert phase_pattern_loss(texture[..., :126, :127], hr[..., :126, :127]) > 0  # any size
 
 
 def test_sobel_sees_edges_not_flat_or_shifted_levels():

@@ -55,3 +55,15 @@ def sobel(x: torch.Tensor) -> torch.Tensor:
 def edge_loss(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     """Charbonnier distance between the Sobel gradient fields of ``a`` and ``b``."""
     return charbonnier(sobel(a), sobel(b), eps)
+
+
+def phase_pattern_loss(out: torch.Tensor, hr: torch.Tensor, period: int = 4) -> torch.Tensor:
+    """The grid a pixel-shuffle upsampler (or a GAN exploiting it) lays over an image: the mean of
+    ``out - hr`` at each of the ``period x period`` sub-pixel phases, over the whole crop, less its
+    mean. Texture and noise average out over the crop; a pattern repeated every ``period`` pixels
+    does not. Mean absolute value over the phases, per image then over the batch."""
+    d = out.float() - hr.float()
+    B, C, H, W = d.shape
+    h, w = H // period * period, W // period * period
+    pattern = d[..., :h, :w].reshape(B, C, h // period, period, w // period, period).mean((2, 4))
+    return (pattern - pattern.mean((-2, -1), keepdim=True)).abs().mean()

@@ -38,7 +38,7 @@ from snapsr.config import DataConfig, FlowConfig, TrainConfig, to_dict
 from snapsr.degrade import DegradeConfig
 from snapsr.flow import FlowSR
 from snapsr.losses.perception import PerceptionConfig
-from snapsr.losses.pixel import charbonnier, dial_pixel_loss, edge_loss
+from snapsr.losses.pixel import charbonnier, dial_pixel_loss, edge_loss, phase_pattern_loss
 from snapsr.path import expand_t
 from snapsr.rcod import RCODConfig
 from snapsr.train.loop import Recipe, RunResult, run
@@ -60,6 +60,9 @@ class GTASRConfig:
     pixel_at_1: float = 1.0
     w_lowpass: float = 0.0
     lowpass: int = 4
+    # The sub-pixel grid (losses.pixel.phase_pattern_loss) at every dial value: what an adversarial
+    # term learns to lay over the pixel shuffle's phases when nothing forbids it.
+    w_phase: float = 0.0
     charbonnier_eps: float = 1e-3
     # Stage II: Dual-Reference Structural Rectification
     stage2_start: int = -1  # first step of stage II; -1: never
@@ -165,9 +168,12 @@ class GTASRLoss(nn.Module):
 
     def pixel(self, out: torch.Tensor, hr: torch.Tensor, t_d: torch.Tensor) -> torch.Tensor:
         c = self.cfg
-        return dial_pixel_loss(
+        loss = dial_pixel_loss(
             out, hr, t_d, at_1=c.pixel_at_1, w_lowpass=c.w_lowpass, lowpass=c.lowpass, eps=c.charbonnier_eps
         )
+        if c.w_phase > 0:
+            loss = loss + c.w_phase * phase_pattern_loss(out, hr, self.student.cfg.scale)
+        return loss
 
     def stage2_terms(self, out, x_0, t_d, cond, hr) -> torch.Tensor:
         """DRSR: the output's edges against the frozen reference's and the ground truth's (0 in stage I)."""
