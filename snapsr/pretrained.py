@@ -7,7 +7,7 @@ from pathlib import Path
 from snapsr import weights
 
 FOLDER = Path(__file__).parent / "pretrained"
-DEFAULT = "snapsr-x4-oftsr-s"
+DEFAULT = "snapsr-x4-dial-s"
 
 
 def available() -> list[str]:
