@@ -175,7 +175,7 @@ def cuda_ms_per_image(upscaler, batch_sizes=(1, 8), repeats: int = 20, out_size:
                 with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
                     cond = model.condition(lr)
                     x_0 = model.start(cond, torch.randn_like(cond))
-                    return x_0 + model.velocity(x_0, 0.0, cond)
+                    return model.one_step(x_0, 0.0, cond)
 
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()

@@ -77,6 +77,11 @@ class FlowSR(nn.Module):
         y = x_t - math.sqrt(1.0 - self.cfg.sigma_p**2) * cond
         return c_skip * y + c_out * self.backbone(c_in * y, t, cond, **extra)
 
+    def one_step(self, x_0: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor) -> torch.Tensor:
+        """The one-step output ``x_0 + v(x_0, t)``: a student's upscale at dial ``t`` (a number, one per
+        image, or a per-pixel map), the teacher's posterior mean at ``t = 0``."""
+        return x_0 + self.velocity(x_0, t, cond)
+
     def realism_map(self, cond: torch.Tensor) -> torch.Tensor:
         """RCOD's estimate of the dial for each region of ``cond = up(LR)``: ``(B, 1, H, W)`` in [0, 1]."""
         if not self.cfg.estimator:

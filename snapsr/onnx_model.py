@@ -49,7 +49,7 @@ class OneStepGraph(nn.Module):
         m = self.model
         cond = m.condition(lr)
         x_0 = m.start(cond, eps)
-        return x_0 + m.velocity(x_0, t.expand(-1, -1, x_0.shape[-2], x_0.shape[-1]), cond)
+        return m.one_step(x_0, t.expand(-1, -1, x_0.shape[-2], x_0.shape[-1]), cond)
 
 
 def export(model: FlowSR, card: dict, path: str | Path) -> Path:
@@ -100,7 +100,7 @@ def export(model: FlowSR, card: dict, path: str | Path) -> Path:
 
 class OnnxFlow:
     """What ``Upscaler`` needs of a model, run by onnxruntime on the CPU: ``cfg``, ``condition`` and
-    ``one_step(lr, eps, t)``."""
+    ``upscale_tile(lr, eps, t)``."""
 
     backbone = None
 
@@ -131,7 +131,7 @@ class OnnxFlow:
     def condition(self, lr: torch.Tensor) -> torch.Tensor:
         return upsample(lr, self.cfg.scale)
 
-    def one_step(self, lr: torch.Tensor, eps: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+    def upscale_tile(self, lr: torch.Tensor, eps: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=torch.float32)
         t = t.view(1, 1, 1, 1) if t.ndim == 0 else t.view(1, 1, *t.shape[-2:])
         feed = {"lr": _np(lr), "eps": _np(eps), "t": _np(t)}

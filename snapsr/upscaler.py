@@ -174,13 +174,13 @@ class Upscaler:
                 r = r[..., tile.y0 * s : (tile.y0 + tile.h) * s, tile.x0 * s : (tile.x0 + tile.w) * s].to(dev)
                 if r.dtype == torch.uint8:  # a compact map (upscale_rows)
                     r = r.float() / 255
-            if hasattr(m, "one_step"):  # an ONNX graph of the whole step (onnx_model)
-                return m.one_step(lr, eps, r if isinstance(r, torch.Tensor) else float(r))
+            if hasattr(m, "upscale_tile"):  # an ONNX graph of the whole step (onnx_model.OnnxFlow)
+                return m.upscale_tile(lr, eps, r if isinstance(r, torch.Tensor) else float(r))
             x_0 = m.start(cond, eps)
             if self.card.get("kind") == "student":  # OFTSR: one step, and t is the dial
-                return (x_0 + m.velocity(x_0, r if isinstance(r, torch.Tensor) else float(r), cond)).float().cpu()
+                return m.one_step(x_0, r if isinstance(r, torch.Tensor) else float(r), cond).float().cpu()
             if self.steps == 1 or (not isinstance(r, torch.Tensor) and r == 0):
-                return (x_0 + m.velocity(x_0, 0.0, cond)).float().cpu()
+                return m.one_step(x_0, 0.0, cond).float().cpu()
             mean = {}
             n = self.steps
 
@@ -189,7 +189,7 @@ class Upscaler:
                     mean["x"] = x_0 + n * (x - x_0)  # = x_0 + v(x_0, 0)
 
             sample = SAMPLERS[self.options.sampler](m.velocity, x_0, time_grid(n), cond=cond, callback=first)
-            x_mean = mean["x"] if "x" in mean else x_0 + m.velocity(x_0, 0.0, cond)
+            x_mean = mean["x"] if "x" in mean else m.one_step(x_0, 0.0, cond)
             out = x_mean + r * (sample - x_mean)
         return out.float().cpu()
 

@@ -137,7 +137,7 @@ class GTASRLoss(nn.Module):
         x_0 = st.start(cond, rand(*hr.shape))
         t_d, centre = self.dial(lr, hr, generator)
         if c.w_consistency == 0 and c.w_ta == 0:  # supervised dial only: one pass, no trajectory terms
-            out = x_0 + st.velocity(x_0, t_d, cond).float()
+            out = st.one_step(x_0, t_d, cond).float()
             loss = c.w_pixel * self.pixel(out, hr, t_d) + self.stage2_terms(out, x_0, t_d, cond, hr)
             return loss + self.terms(out, hr, cond, t_d, centre)
         n = time_grid_size(c, self.step, self.total)
@@ -181,7 +181,7 @@ class GTASRLoss(nn.Module):
         if not self.stage2:
             return out.new_zeros(())
         with torch.no_grad():
-            ref = (x_0 + self.reference.velocity(x_0, t_d, cond)).float()
+            ref = self.reference.one_step(x_0, t_d, cond).float()
         return c.w_ref * edge_loss(out, ref) + c.w_edge * edge_loss(out, hr)
 
 

@@ -123,7 +123,7 @@ def setup_student(cfg, base: FlowSR, device, lo: float, hi: float) -> StudentSet
 
 def one_step(student: FlowSR, x_0: torch.Tensor, cond: torch.Tensor, t) -> torch.Tensor:
     """The student's output ``x_0 + v(x_0, t)``; ``t`` may be a per-pixel map (the dial)."""
-    return x_0 + student.velocity(x_0, t, cond)
+    return student.one_step(x_0, t, cond)
 
 
 def dial_predictors(values=(0.0, 0.5, 1.0)) -> dict:
