@@ -581,15 +581,20 @@ def models(as_json):
             "backbone",
             "parameters",
             "steps_trained",
+            "samples_seen",
+            "train_hours",
             "default_steps",
+            "default_realism",
             "train_data",
             "degradation",
+            "degradation_mix",
+            "lineage",
             "metrics",
             "sha256",
         ):
             value = card.get(key, card.get("flow", {}).get(key))
             if value is not None:
-                click.echo(f"  {key}: {json.dumps(value) if isinstance(value, dict) else value}")
+                click.echo(f"  {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
 
 
 # ---------------------------------------------------------------------------
