@@ -63,3 +63,13 @@ def reexec_with_hugepages() -> None:
         os.execve(sys.executable, [sys.executable, "-m", "snapsr", *sys.argv[1:]], env)
     except OSError:  # could not re-execute: carry on as we are
         return
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU runs bf16 fast (oneDNN's test: AMX or AVX-512 bf16); inference and training both ask."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False

@@ -28,8 +28,8 @@ from snapsr import colorfix as colorfix_mod
 from snapsr import pretrained, tiling
 from snapsr.flow import FlowSR
 from snapsr.imageio import Picture, from_pil, read_image, to_pil
+from snapsr.runtime import cpu_supports_bf16
 from snapsr.samplers import SAMPLERS, time_grid
-from snapsr.train.engine import cpu_supports_bf16
 
 
 def resolve_device(device: str = "auto") -> torch.device:
