@@ -1,10 +1,12 @@
 """Whole-command speed: ``snapsr upscale`` on two photos against Real-ESRGAN x4plus on the same photos,
 each as a fresh process that starts, loads its weights, reads, upscales and writes PNGs, timed in one run.
 
-    python benchmarks/cli_speed.py [--photos DIR] [--size 512x384] [--repeats 3] [--json FILE]
+    python benchmarks/cli_speed.py [--case two|small|large] [--photos DIR] [--size 512x384] [--repeats 3] [--json FILE]
 
-The photos are centre crops of the first two images of DIR (default: the validation photos; without
-them, the bundled example enlarged). Pause background training while this runs: both share the CPU.
+Cases: ``two`` (default): two photos of ``--size``, centre crops of the first two images of DIR (default:
+the validation photos; without them, the bundled example enlarged); ``small``: a folder of fourteen
+128x128 crops of them (where start-up dominates); ``large``: one 1536x1024 photo. Pause background
+training while this runs: both share the CPU.
 """
 
 from __future__ import annotations
@@ -59,6 +61,12 @@ def photos(folder: Path, size: tuple[int, int]) -> list[Image.Image]:
     return out
 
 
+def _grid(size: tuple[int, int], n: int) -> list[tuple[int, int]]:
+    """``n`` top-left corners of 128x128 crops spread over an image of ``size``."""
+    w, h = size
+    return [((w - 128) * i // max(n - 1, 1), (h - 128) * ((i * 3) % n) // max(n - 1, 1)) for i in range(n)]
+
+
 def timed(cmd: list[str], repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -75,12 +83,21 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--weights", default=None)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--case", default="two", choices=["two", "small", "large"])
     a = ap.parse_args()
     w, h = (int(v) for v in a.size.split("x"))
+    if a.case == "large":
+        w, h = 1536, 1024
     with tempfile.TemporaryDirectory() as d:
         srcs = []
-        for i, im in enumerate(photos(Path(a.photos), (w, h))):
-            srcs.append(f"{d}/photo{i}.png")
+        ims = photos(Path(a.photos), (w, h))
+        if a.case == "small":
+            ims = [im.crop((x, y, x + 128, y + 128)) for im in ims for x, y in _grid(im.size, 7)]
+            w = h = 128
+        elif a.case == "large":
+            ims = ims[:1]
+        for i, im in enumerate(ims):
+            srcs.append(f"{d}/photo{i:02d}.png")
             im.save(srcs[-1])
         snap = [sys.executable, "-m", "snapsr", "upscale", *srcs, "-o", f"{d}/out", "--overwrite", "--quiet"]
         snap += ["--weights", a.weights] if a.weights else []
@@ -89,13 +106,14 @@ def main() -> None:
             "Real-ESRGAN x4plus (ncnn fp32, whole process)": timed([sys.executable, "-c", ESRGAN, d, *srcs], a.repeats),
         }
     snap_s, esr_s = rows.values()
-    print(f"CPU: {cpu_name()}; two {w}x{h} photos; median of {a.repeats} runs, each a fresh process")
+    print(f"CPU: {cpu_name()}; {len(srcs)} {w}x{h} photo(s); median of {a.repeats} runs, each a fresh process")
     print("| command | seconds |\n|---|---:|")
     for k, v in rows.items():
         print(f"| {k} | {v:.2f} |")
     print(f"snapsr is {esr_s / snap_s:.1f}x faster than Real-ESRGAN x4plus")
     if a.json:
-        Path(a.json).write_text(json.dumps({"cpu": cpu_name(), "size": a.size, "seconds": rows}, indent=2) + "\n")
+        info = {"cpu": cpu_name(), "case": a.case, "images": len(srcs), "size": f"{w}x{h}", "seconds": rows}
+        Path(a.json).write_text(json.dumps(info, indent=2) + "\n")
 
 
 if __name__ == "__main__":
