@@ -46,14 +46,19 @@ def _gaussian_taps(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
 def _ssim_plane(a: torch.Tensor, b: torch.Tensor) -> float:
     """SSIM of one plane (Wang et al. 2004), valid-region Gaussian filtering as BasicSR's ``_ssim``.
 
-    The 11x11 Gaussian is the outer product of its 11 taps, so it is applied as two 1-D passes, and
-    the five filtered maps go through one grouped convolution (float64 either way: equal to the 2-D
-    filter to ~1e-13, 10x faster)."""
+    The 11x11 Gaussian is the outer product of its 11 taps, so it is applied as two 1-D passes over
+    the five maps at once, each pass eleven shifted multiply-adds (float64 throughout: equal to the 2-D
+    filter to ~1e-13; PyTorch's float64 convolution took 0.3 s a megapixel plane, this 0.05 s)."""
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    g = _gaussian_taps()
-    x = torch.stack([a, b, a * a, b * b, a * b]).unsqueeze(0)
-    x = F.conv2d(x, g.view(1, 1, 11, 1).expand(5, 1, 11, 1), groups=5)
-    mu1, mu2, e11, e22, e12 = F.conv2d(x, g.view(1, 1, 1, 11).expand(5, 1, 1, 11), groups=5)[0]
+    g = _gaussian_taps().tolist()
+    x = torch.stack([a, b, a * a, b * b, a * b])
+    for dim in (1, 2):  # rows, then columns: the valid region, as BasicSR's filter2D crop
+        n = x.shape[dim] - 10
+        acc = x.narrow(dim, 0, n) * g[0]
+        for k in range(1, 11):
+            acc.add_(x.narrow(dim, k, n), alpha=g[k])
+        x = acc
+    mu1, mu2, e11, e22, e12 = x
     s11, s22, s12 = e11 - mu1**2, e22 - mu2**2, e12 - mu1 * mu2
     m = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1**2 + mu2**2 + c1) * (s11 + s22 + c2))
     return float(m.mean())
