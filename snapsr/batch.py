@@ -147,26 +147,21 @@ def _guess_format(src: Path, fmt: str) -> str:
 def plan(jobs: list[Job], *, fmt: str, template: str, scale: float) -> tuple[list[Job], list[Outcome]]:
     """The jobs to run, and outcomes decided before any work: inputs that are outputs of other
     inputs of this batch (skipped), and inputs whose output name another input already takes (failed)."""
-    srcs = {j.src.resolve(): j for j in jobs}
     made_by: dict[Path, Job] = {}  # the names an input's output can have: its guessed format, or PNG
     for j in jobs:
         for f in {_guess_format(j.src, fmt), "PNG"}:
             made_by.setdefault(output_path(j, f, template, scale).resolve(), j)
-    keep: list[Job] = []
     decided: list[Outcome] = []
-    for j in jobs:
-        maker = made_by.get(j.src.resolve())
-        if maker is not None and maker is not j and maker.src.resolve() in srcs:
-            decided.append(Outcome(str(j.src), None, "skipped", f"an output of {maker.src}"))
-        else:
-            keep.append(j)
-    keep_set = {id(j) for j in keep}
     claimed: dict[Path, Job] = {}
     runnable: list[Job] = []
-    for j in keep:
+    for j in jobs:
+        maker = made_by.get(j.src.resolve())
+        if maker is not None and maker is not j:
+            decided.append(Outcome(str(j.src), None, "skipped", f"an output of {maker.src}"))
+            continue
         dst = output_path(j, _guess_format(j.src, fmt), template, scale).resolve()
         first = claimed.setdefault(dst, j)
-        if first is not j and id(first) in keep_set:
+        if first is not j:
             decided.append(
                 Outcome(
                     str(j.src),

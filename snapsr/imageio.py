@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import warnings
-from dataclasses import dataclass, field, replace
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -208,18 +210,16 @@ def _cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> Image.Image:
     """CMYK -> sRGB through the file's own CMYK profile where it has a usable one, else Pillow's
     plain conversion; the result is sRGB, so no profile is kept."""
     im.load()
+    out = None
     if icc:
         try:
             from PIL import ImageCms
 
             src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
             out = ImageCms.profileToProfile(im, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
-            if out is not None:
-                out.info.update({k: v for k, v in im.info.items() if k != "icc_profile"})
-                return out
         except Exception:  # noqa: BLE001 - a damaged or odd profile: fall back to the plain conversion
-            pass
-    out = im.convert("RGB")
+            out = None
+    out = out if out is not None else im.convert("RGB")
     out.info.update({k: v for k, v in im.info.items() if k != "icc_profile"})
     return out
 
@@ -421,7 +421,7 @@ def _encode_rows(f, bands, width: int, height: int, like: Picture, fmt: str, qua
         arr = np.empty((height, width, c), np.uint16)
         for y, q in pieces():
             arr[y : y + q.shape[0]] = q
-        _encode(f, replace(like, pixels=np.zeros((1, 1, 1), np.float32)), fmt, quality, arr=arr)
+        _encode(f, like, fmt, quality, arr=arr)
         return
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[c]
     im = Image.new(mode, (width, height))
@@ -432,21 +432,12 @@ def _encode_rows(f, bands, width: int, height: int, like: Picture, fmt: str, qua
 
 def _png_stream(f, pieces, width: int, height: int, c: int, bits: int, pic: Picture) -> None:
     """A PNG written as its rows arrive: each row with the Sub filter (made with numpy), zlib level 1."""
-    import struct
-    import zlib
-
-    def chunk(tag: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
-
     colour = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bits, colour, 0, 0, 0)))
-    if pic.icc:
-        f.write(chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(pic.icc)))
-    if pic.exif:
-        f.write(chunk(b"eXIf", pic.exif[6:] if pic.exif.startswith(b"Exif\x00\x00") else pic.exif))
+    ihdr = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bits, colour, 0, 0, 0))
+    f.write(b"\x89PNG\r\n\x1a\n" + ihdr + _png_meta_chunks(pic))
     if "dpi" in pic.info:
         ppm = [max(1, round(float(d) / 0.0254)) for d in pic.info["dpi"]]
-        f.write(chunk(b"pHYs", struct.pack(">IIB", ppm[0], ppm[1], 1)))
+        f.write(_png_chunk(b"pHYs", struct.pack(">IIB", ppm[0], ppm[1], 1)))
     z = zlib.compressobj(1)
     bpp = c * bits // 8
     rows_done = 0
@@ -459,29 +450,31 @@ def _png_stream(f, pieces, width: int, height: int, c: int, bits: int, pic: Pict
         np.subtract(raw[:, bpp:], raw[:, :-bpp], out=lines[:, 1 + bpp :])
         data = z.compress(lines.tobytes())
         if data:
-            f.write(chunk(b"IDAT", data))
+            f.write(_png_chunk(b"IDAT", data))
         rows_done += n
     if rows_done != height:
         raise ValueError(f"internal: {rows_done} rows written of {height}")
-    f.write(chunk(b"IDAT", z.flush()) + chunk(b"IEND", b""))
+    f.write(_png_chunk(b"IDAT", z.flush()) + _png_chunk(b"IEND", b""))
+
+
+def _png_chunk(tag: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
+
+
+def _png_meta_chunks(pic: Picture) -> bytes:
+    """The iCCP and eXIf chunks that carry ``pic``'s profile and EXIF (for the PNGs we write ourselves)."""
+    extra = b""
+    if pic.icc:
+        extra += _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(pic.icc))
+    if pic.exif:
+        extra += _png_chunk(b"eXIf", pic.exif[6:] if pic.exif.startswith(b"Exif\x00\x00") else pic.exif)
+    return extra
 
 
 def _png_add_chunks(data: bytes, pic: Picture) -> bytes:
     """Insert iCCP and eXIf chunks after IHDR of a PNG written by pypng."""
-    import struct
-    import zlib
-
-    def chunk(tag: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
-
-    extra = b""
-    if pic.icc:
-        extra += chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(pic.icc))
-    if pic.exif:
-        exif = pic.exif[6:] if pic.exif.startswith(b"Exif\x00\x00") else pic.exif
-        extra += chunk(b"eXIf", exif)
     ihdr_end = 8 + 25  # signature + IHDR chunk (4 + 4 + 13 + 4)
-    return data[:ihdr_end] + extra + data[ihdr_end:]
+    return data[:ihdr_end] + _png_meta_chunks(pic) + data[ihdr_end:]
 
 
 def save_png(tensor, path: str | Path) -> None:

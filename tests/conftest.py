@@ -19,6 +19,19 @@ def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:
     return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
 
 
+def perturbed(cfg, seed: int):
+    """A FlowSR of ``cfg`` whose every weight is moved a little (seeded): every layer matters (the tail
+    and FiLM start at zero), so a test can see each one."""
+    from snapsr.flow import FlowSR
+
+    torch.manual_seed(seed)
+    m = FlowSR(cfg)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return m
+
+
 @pytest.fixture()
 def photo_dir(tmp_path: Path) -> Path:
     d = tmp_path / "photos"
@@ -40,14 +53,9 @@ def tiny_weights(tmp_path: Path) -> Path:
     """A deterministic tiny x4 model with non-trivial weights, saved as a snapsr weights file."""
     from snapsr import weights
     from snapsr.config import FlowConfig
-    from snapsr.flow import FlowSR
 
     cfg = FlowConfig(scale=4, sigma_p=0.2, backbone="lrnet_t")
-    torch.manual_seed(1)
-    model = FlowSR(cfg)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    model = perturbed(cfg, 1)
     path = tmp_path / "tiny.safetensors"
     weights.save(path, model, weights.flow_card(cfg, kind="teacher", default_steps=2))
     return path

@@ -8,15 +8,7 @@ from snapsr.config import DataConfig, FlowConfig, TrainConfig
 from snapsr.flow import FlowSR
 from snapsr.train.distill import DistillRunConfig, OFTSRConfig, OFTSRLoss, one_step, train_distill
 from snapsr.upscaler import Upscaler
-
-
-def perturbed(cfg: FlowConfig, seed: int) -> FlowSR:
-    torch.manual_seed(seed)
-    m = FlowSR(cfg)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return m
+from tests.conftest import perturbed
 
 
 def test_bootstrap_target_is_the_teachers_euler_step():

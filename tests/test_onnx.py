@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from snapsr.cli import main
-from tests.conftest import smooth_image
+from tests.conftest import perturbed, smooth_image
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -18,14 +18,9 @@ pytest.importorskip("onnxruntime")
 def student(tmp_path):
     from snapsr import weights
     from snapsr.config import FlowConfig
-    from snapsr.flow import FlowSR
 
-    torch.manual_seed(2)
     cfg = FlowConfig(scale=4, backbone="lrnet_t", estimator=True)
-    model = FlowSR(cfg)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    model = perturbed(cfg, 2)
     path = tmp_path / "student.safetensors"
     weights.save(path, model, weights.flow_card(cfg, kind="student", default_realism=0.3))
     return path

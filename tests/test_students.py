@@ -15,8 +15,7 @@ from snapsr.train.distill import DistillRunConfig, train_distill
 from snapsr.train.gtasr import GTASRConfig, GTASRLoss, GTASRRunConfig, grid_time, time_grid_size, train_gtasr
 from snapsr.train.student import DialTime, make_student
 from snapsr.upscaler import Upscaler
-
-from .test_distill import perturbed
+from tests.conftest import perturbed
 
 
 def tiny_train(out, steps=4, **kw) -> TrainConfig:
