@@ -26,7 +26,7 @@ from PIL import Image
 ESRGAN = """
 import sys, numpy as np
 from PIL import Image
-from snapsr.peers import RealESRGANncnn
+from snapsr.eval.peers import RealESRGANncnn
 net = RealESRGANncnn()
 for src in sys.argv[2:]:
     x = np.asarray(Image.open(src).convert("RGB"), np.float32).transpose(2, 0, 1) / 255
@@ -46,7 +46,7 @@ def cpu_name() -> str:
 
 
 def photos(folder: Path, size: tuple[int, int]) -> list[Image.Image]:
-    from snapsr.imageio import list_files
+    from snapsr.infer.imageio import list_files
 
     files = list_files(folder)[:2] if folder.is_dir() else []
     if len(files) < 2:

@@ -13,11 +13,11 @@ import argparse
 import numpy as np
 import torch
 
-from snapsr.bench import _median_seconds
+from snapsr.eval.bench import _median_seconds
 
 
 def build(name: str) -> torch.nn.Module:
-    from snapsr.iqa import clip_tokenizer, clipiqa, maniqa, musiq
+    from snapsr.eval.iqa import clip_tokenizer, clipiqa, maniqa, musiq
 
     if name == "musiq":
         return musiq.MUSIQ(musiq.MusiqConfig())
@@ -46,7 +46,7 @@ def main() -> None:
 
         return _median_seconds(run, args.repeats)
 
-    from snapsr.niqe import niqe
+    from snapsr.eval.niqe import niqe
 
     arr = (img[0].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
     rows = [("niqe (CPU)", timed(lambda: niqe(arr, 4)))]

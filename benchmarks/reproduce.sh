@@ -6,8 +6,8 @@
 # (results/students_full/ and results/cuda/ came from a lent GPU: see the README.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-student=${STUDENT:-snapsr/pretrained/snapsr-x4-oftsr-s.safetensors}
-teacher=${TEACHER:-snapsr/pretrained/snapsr-x4-teacher-s.safetensors}
+student=${STUDENT:-snapsr/assets/weights/snapsr-x4-oftsr-s.safetensors}
+teacher=${TEACHER:-snapsr/assets/weights/snapsr-x4-teacher-s.safetensors}
 photos=${1:-../shared/data/photos/val}
 mkdir -p results
 

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${STEPS:-300}
 photos=${1:-../shared/data/photos/val}
-teacher=snapsr/pretrained/snapsr-x4-teacher-s.safetensors
+teacher=snapsr/assets/weights/snapsr-x4-teacher-s.safetensors
 val=data/val_x4_512
 [ -d "$val/lr" ] || snapsr degrade "$photos" -o "$val" --scale 4 --seed 0 --max-size 512
 

@@ -24,7 +24,8 @@ from PIL import Image
 
 from snapsr.data import stream_seed
 from snapsr.degrade import DegradeConfig, bicubic_down, degrade
-from snapsr.imageio import list_files, read_rgb, save_png, to_tensor
+from snapsr.infer.imageio import list_files, read_rgb, to_tensor
+from snapsr.infer.imagewrite import save_png
 
 
 def crop_positions(h: int, w: int, size: int, n: int) -> list[tuple[int, int]]:

@@ -18,10 +18,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from snapsr import nets
-from snapsr.config import FlowConfig
 from snapsr.degrade import DegradeConfig, degrade
-from snapsr.flow import FlowSR
+from snapsr.model import backbones
+from snapsr.model.config import FlowConfig
+from snapsr.model.flow import FlowSR
 from snapsr.train.engine import EMA, autocast, resolve_precision
 
 
@@ -77,7 +77,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--crop", type=int, default=192)
     ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--backbones", default=",".join(n for n in nets.names() if n != "lrnet_t"))
+    ap.add_argument("--backbones", default=",".join(n for n in backbones.names() if n != "lrnet_t"))
     ap.add_argument("--json")
     args = ap.parse_args()
     dev = torch.device(args.device)

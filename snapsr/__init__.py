@@ -10,7 +10,7 @@ __all__ = ["Upscaler", "UpscaleOptions", "__version__"]
 
 def __getattr__(name):
     if name in ("Upscaler", "UpscaleOptions"):
-        from snapsr import upscaler
+        from snapsr.infer import upscaler
 
         return getattr(upscaler, name)
     raise AttributeError(f"module 'snapsr' has no attribute {name!r}")

@@ -1,8 +1,9 @@
 """Frozen dataclass configs and their thin TOML / ``key=value`` override layer.
 
-Every option lives, with its default, in a dataclass here or in the module that
-owns the concept (``DegradeConfig`` in ``degrade.py``). Files and command-line
-overrides only replace fields; they never add keys the dataclass does not have.
+Every option lives, with its default, in a dataclass beside the concept it configures
+(``FlowConfig`` in ``model/config.py``, ``DegradeConfig`` in ``degrade/config.py``, the run
+configs in ``train/``). Files and command-line overrides only replace fields; they never
+add keys the dataclass does not have.
 """
 
 from __future__ import annotations
@@ -11,94 +12,12 @@ import dataclasses
 import json
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import tomllib
 
-from snapsr.degrade import DegradeConfig
-
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class FlowConfig:
-    """The conditional rectified flow of OFTSR: up(LR) + noise -> HR."""
-
-    scale: int = 4
-    sigma_p: float = 0.2  # start-state noise; OFTSR uses 0.1-0.5
-    backbone: str = "lrnet_s"  # a name in snapsr.nets.registry
-    # Preconditioning (FlowSR.precond): the RMS of HR - up(LR), measured at about 0.07 on
-    # photos under the second-order degradations at x4 (0.03 under bicubic).
-    precond: bool = True
-    sigma_data: float = 0.07
-    # RCOD (snapsr/nets/prompt.py): visual prompt injection, and the realism estimator
-    # behind ``--realism auto``; both share one small degradation-aware encoder.
-    prompt: bool = False
-    estimator: bool = False
-    prompt_tokens: int = 16
-    prompt_dim: int = 64
-
-    def __post_init__(self):
-        # Bounds that keep a hostile or damaged weights card from building a huge model.
-        checks = (
-            ("scale", 1 <= self.scale <= 8, "an integer in [1, 8]"),
-            ("sigma_p", 0.0 <= self.sigma_p < 1.0, "in [0, 1)"),
-            ("sigma_data", 0.0 < self.sigma_data <= 1.0, "in (0, 1]"),
-            ("prompt_tokens", 1 <= self.prompt_tokens <= 256, "in [1, 256]"),
-            ("prompt_dim", 1 <= self.prompt_dim <= 1024, "in [1, 1024]"),
-        )
-        for name, ok, what in checks:
-            if not ok:
-                raise ValueError(f"flow.{name} must be {what}, got {getattr(self, name)!r}")
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    train_dir: str = "../shared/data/photos/train"
-    val_dir: str = "../shared/data/photos/val"
-    crop: int = 192  # HR crop size; LR crops are crop // scale
-    # Extra copies of every HR image downscaled by these factors: more patch
-    # variety and sharper HR detail from photos that are soft at full size.
-    multiscale: tuple[float, ...] = (1.0,)
-    cache: bool = True  # decode every image once and keep it in memory
-    workers: int = 0
-    val_crop: int = 256  # HR centre crop of each val image for periodic validation
-    val_images: int = 4
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    out_dir: str = "runs/teacher"
-    steps: int = 20000
-    batch_size: int = 16
-    lr: float = 2e-4
-    min_lr: float = 1e-5
-    warmup: int = 500
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.99)
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    channels_last: bool = True
-    seed: int = 0
-    log_every: int = 20
-    ckpt_every: int = 500
-    val_every: int = 1000
-    val_steps: tuple[int, ...] = (1, 4)
-    max_bad_steps: int = 20  # consecutive non-finite losses before giving up
-
-
-@dataclass(frozen=True)
-class TeacherRunConfig:
-    # Weights to start from (fine-tuning, e.g. a teacher trained with another sigma_p);
-    # the backbone must match ``flow.backbone``. Empty: random initialisation.
-    init: str = ""
-    flow: FlowConfig = field(default_factory=FlowConfig)
-    degrade: DegradeConfig = field(default_factory=DegradeConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 # ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from snapsr.imageio import ImageReadError, list_files, read_rgb
+from snapsr.infer.imageio import ImageReadError, list_files, read_rgb
 
 
 def stream_seed(*parts) -> int:

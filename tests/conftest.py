@@ -22,7 +22,7 @@ def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:
 def perturbed(cfg, seed: int):
     """A FlowSR of ``cfg`` whose every weight is moved a little (seeded): every layer matters (the tail
     and FiLM start at zero), so a test can see each one."""
-    from snapsr.flow import FlowSR
+    from snapsr.model.flow import FlowSR
 
     torch.manual_seed(seed)
     m = FlowSR(cfg)
@@ -51,8 +51,8 @@ def _seed():
 @pytest.fixture()
 def tiny_weights(tmp_path: Path) -> Path:
     """A deterministic tiny x4 model with non-trivial weights, saved as a snapsr weights file."""
-    from snapsr import weights
-    from snapsr.config import FlowConfig
+    from snapsr.model import weights
+    from snapsr.model.config import FlowConfig
 
     cfg = FlowConfig(scale=4, sigma_p=0.2, backbone="lrnet_t")
     model = perturbed(cfg, 1)

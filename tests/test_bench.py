@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from snapsr import bench
 from snapsr.cli import main
+from snapsr.eval import bench
 
 
 def test_bench_prints_table_and_json(tiny_weights, tmp_path):

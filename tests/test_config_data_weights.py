@@ -7,10 +7,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from snapsr import weights
-from snapsr.config import FlowConfig, TeacherRunConfig, from_dict, load, merge, parse_overrides, to_dict
+from snapsr.config import from_dict, load, merge, parse_overrides, to_dict
 from snapsr.data import HRCrops
-from snapsr.flow import FlowSR
+from snapsr.model import weights
+from snapsr.model.card import ModelCard
+from snapsr.model.config import FlowConfig
+from snapsr.model.flow import FlowSR
+from snapsr.train.config import TeacherRunConfig
 
 
 def test_config_round_trip_and_overrides(tmp_path):
@@ -75,8 +78,8 @@ def test_weights_round_trip(tmp_path):
             p.add_(torch.randn_like(p))
     path = weights.save(tmp_path / "m.safetensors", model, weights.flow_card(cfg, kind="teacher"))
     loaded, card = weights.load_flow(path)
-    assert loaded.cfg == cfg and card["kind"] == "teacher"
-    assert json.loads(path.with_suffix(".json").read_text()) == card
+    assert loaded.cfg == cfg and card.kind == "teacher" and card.flow == cfg
+    assert ModelCard.parse(json.loads(path.with_suffix(".json").read_text())) == card
     x = torch.rand(1, 3, 5, 6)
     eps = torch.randn(1, 3, 10, 12)
     assert torch.allclose(model.sample(x, eps=eps), loaded.sample(x, eps=eps))
@@ -86,3 +89,15 @@ def test_weights_round_trip(tmp_path):
         weights.load_flow(plain)
     with pytest.raises(FileNotFoundError):
         weights.load_flow(tmp_path / "missing.safetensors")
+
+
+def test_model_card_is_typed_and_round_trips():
+    raw = {"flow": {"scale": 2}, "kind": "student", "name": "x", "default_realism": 0.25, "recipe": "GTASR", "n": [1]}
+    card = ModelCard.parse(raw)
+    assert card.flow == FlowConfig(scale=2) and card.student and card.default_steps == 1
+    assert card.record == {"recipe": "GTASR", "n": [1]}
+    assert ModelCard.parse(card.to_dict()) == card and card.to_dict()["recipe"] == "GTASR"
+    bads = (({"kind": "critic"}, "kind"), ({"name": 3}, "name"), ({"default_realism": 2}, "default_realism"))
+    for bad, match in bads:
+        with pytest.raises(ValueError, match=match):
+            ModelCard.parse({**raw, **bad}, "w.safetensors")

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from snapsr.imageio import read_rgb
-from snapsr.metrics import psnr, ssim
-from snapsr.niqe import imresize, niqe
+from snapsr.eval.metrics import psnr, ssim
+from snapsr.eval.niqe import imresize, niqe
+from snapsr.infer.imageio import read_rgb
 
 from .conftest import smooth_image
 

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_dists_matches_reference(tmp_path, monkeypatch):
-    from snapsr.perceptual import _CONVS, DISTS, DISTS_FILE, VGG_FILE, VGG16Features
+    from snapsr.eval.perceptual import _CONVS, DISTS, DISTS_FILE, VGG_FILE, VGG16Features
 
     with zipfile.ZipFile(WHEEL) as z:
         source = z.read("DISTS_pytorch/DISTS_pt.py").decode()

@@ -54,7 +54,7 @@ def images() -> list[torch.Tensor]:
 
 
 def test_tokenizer_matches_openai():
-    from snapsr.iqa.clip_tokenizer import ClipTokenizer
+    from snapsr.eval.iqa.clip_tokenizer import ClipTokenizer
 
     pytest.importorskip("ftfy", reason="pip install -e .[conformance]")
     pytest.importorskip("regex", reason="pip install -e .[conformance]")
@@ -77,7 +77,7 @@ def test_tokenizer_matches_openai():
 
 
 def test_musiq_matches_pyiqa(ref, tmp_path):
-    from snapsr.iqa.musiq import MUSIQ, WEIGHTS_FILE
+    from snapsr.eval.iqa.musiq import MUSIQ, WEIGHTS_FILE
 
     theirs = ref.MUSIQ(hidden_size=64, mlp_dim=96, num_heads=1, num_layers=2, pretrained=False).eval()
     randomise(theirs, 0, std=0.05)
@@ -91,7 +91,7 @@ def test_musiq_matches_pyiqa(ref, tmp_path):
 
 
 def test_maniqa_matches_pyiqa(ref, tmp_path, monkeypatch):
-    from snapsr.iqa.maniqa import CHECKPOINTS, MANIQA
+    from snapsr.eval.iqa.maniqa import CHECKPOINTS, MANIQA
 
     def small_vit(name, pretrained=True):
         assert name == "vit_base_patch8_224"
@@ -115,8 +115,8 @@ def test_maniqa_matches_pyiqa(ref, tmp_path, monkeypatch):
 
 
 def test_clipiqa_matches_pyiqa(ref, tmp_path):
-    from snapsr.iqa.clip_tokenizer import VOCAB_FILE
-    from snapsr.iqa.clipiqa import CLIPIQA, WEIGHTS_FILE
+    from snapsr.eval.iqa.clip_tokenizer import VOCAB_FILE
+    from snapsr.eval.iqa.clipiqa import CLIPIQA, WEIGHTS_FILE
 
     from .reference.pyiqa_ref import clip_tokenizer_module
 

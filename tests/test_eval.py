@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from snapsr.cli import main
-from snapsr.metrics import hf_energy_ratio, psnr, ssim
-from snapsr.peers import realesrgan_files
+from snapsr.eval.metrics import hf_energy_ratio, psnr, ssim
+from snapsr.eval.peers import realesrgan_files
 
 from .conftest import smooth_image
 
@@ -99,14 +99,14 @@ def test_export_writes_card_with_metrics(tmp_path, tiny_weights):
         ],
     )
     assert res.exit_code == 0, res.output
-    from snapsr.weights import load_flow
+    from snapsr.model.weights import load_flow
 
     model, card = load_flow(out)
-    assert card["metrics"] == {"bicubic": {"psnr_y": 25.1235}} and card["default_steps"] == 3
-    assert card["name"] == "shipped" and card["parameters"] == sum(p.numel() for p in model.parameters())
-    assert card["metrics_command"] == "snapsr eval ..."
+    assert card.record["metrics"] == {"bicubic": {"psnr_y": 25.1235}} and card.default_steps == 3
+    assert card.name == "shipped" and card.record["parameters"] == sum(p.numel() for p in model.parameters())
+    assert card.record["metrics_command"] == "snapsr eval ..."
     # the card's dial value is what every caller gets without naming one: API, upscale and eval agree
-    from snapsr.upscaler import Upscaler
+    from snapsr.infer.upscaler import Upscaler
 
     up = Upscaler.from_pretrained(out)
     x = torch.rand(1, 3, 8, 8)
@@ -138,7 +138,7 @@ def test_export_writes_card_with_metrics(tmp_path, tiny_weights):
 def tiny_lpips_weights(folder, width=4):
     import torch
 
-    from snapsr.perceptual import _CONVS
+    from snapsr.eval.perceptual import _CONVS
 
     folder.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(0)
@@ -158,7 +158,7 @@ def tiny_lpips_weights(folder, width=4):
 def test_lpips_from_local_weights(tmp_path):
     import torch
 
-    from snapsr.perceptual import LPIPS
+    from snapsr.eval.perceptual import LPIPS
 
     lp = LPIPS.from_files(tiny_lpips_weights(tmp_path / "w"))
     a = torch.from_numpy(smooth_image(64, 64, 0)).permute(2, 0, 1)[None].float() / 255
@@ -185,7 +185,7 @@ def test_learned_metric_missing_weights_is_a_clear_error(tmp_path, tiny_weights)
 
 
 def test_pairing_of_common_dataset_layouts():
-    from snapsr.evaluate import pair_key
+    from snapsr.eval.evaluate import pair_key
 
     assert pair_key("0801x4") == pair_key("0801") == "0801"  # DIV2K
     assert pair_key("Canon_001_LR4") == pair_key("Canon_001_HR") == "Canon_001"  # RealSR
@@ -197,7 +197,7 @@ def test_pairing_of_common_dataset_layouts():
 def test_dists_from_local_weights_and_in_eval(tmp_path):
     import torch
 
-    from snapsr.perceptual import DISTS
+    from snapsr.eval.perceptual import DISTS
 
     folder = tiny_lpips_weights(tmp_path / "w", width=4)
     g = torch.Generator().manual_seed(1)
@@ -247,7 +247,7 @@ def test_strip_has_a_row_per_image_and_per_image_tables(tmp_path, tiny_weights):
 
 
 def test_detail_window_finds_the_textured_part():
-    from snapsr.evaluate import detail_window
+    from snapsr.eval.evaluate import detail_window
 
     img = np.full((64, 200, 3), 128, np.uint8)
     img[:, 150:] = np.random.default_rng(0).integers(0, 256, (64, 50, 3))  # texture on the right only
@@ -278,7 +278,7 @@ def test_eval_with_realesrgan_peer_and_its_cache(tmp_path):
 
 
 def test_peer_errors_are_one_line(tmp_path, monkeypatch):
-    from snapsr import peers
+    from snapsr.eval import peers
 
     _pairs(tmp_path, n=1)
     base = ["eval", "--lr", str(tmp_path / "lr"), "--hr", str(tmp_path / "hr"), "--peer"]
@@ -290,7 +290,7 @@ def test_peer_errors_are_one_line(tmp_path, monkeypatch):
 
 
 def test_spikes_count_isolated_pixels_not_texture_or_edges():
-    from snapsr.metrics import spikes_per_mp
+    from snapsr.eval.metrics import spikes_per_mp
 
     img = smooth_image(200, 250, 0)
     assert spikes_per_mp(img) == 0

@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from snapsr.config import FlowConfig
-from snapsr.flow import FlowSR, upsample
-from snapsr.path import LinearPath
-from snapsr.samplers import SAMPLERS, sample_euler, sample_heun, time_grid
+from snapsr.model.config import FlowConfig
+from snapsr.model.flow import FlowSR, upsample
+from snapsr.model.path import LinearPath
+from snapsr.model.samplers import SAMPLERS, sample_euler, sample_heun, time_grid
 
 
 class ConstantVelocity(nn.Module):

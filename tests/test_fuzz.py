@@ -71,7 +71,7 @@ def mutated(draw):
 @FUZZ
 @given(mutated())
 def test_image_loader_returns_a_picture_or_its_one_error(data):
-    from snapsr.imageio import ImageReadError, read_image
+    from snapsr.infer.imageio import ImageReadError, read_image
 
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "x"
@@ -108,8 +108,8 @@ def cards(draw):
 @FUZZ
 @given(cards())
 def test_card_checker_accepts_or_gives_one_value_error(card):
-    from snapsr.flow import FlowSR
-    from snapsr.weights import check_card
+    from snapsr.model.flow import FlowSR
+    from snapsr.model.weights import check_card
 
     try:
         cfg = check_card(card, "fuzz.safetensors")
@@ -123,9 +123,9 @@ def test_card_checker_accepts_or_gives_one_value_error(card):
 def weights_bytes(tmp_path_factory):
     import torch
 
-    from snapsr import weights
-    from snapsr.config import FlowConfig
-    from snapsr.flow import FlowSR
+    from snapsr.model import weights
+    from snapsr.model.config import FlowConfig
+    from snapsr.model.flow import FlowSR
 
     torch.manual_seed(0)
     cfg = FlowConfig(backbone="lrnet_t")
@@ -137,7 +137,7 @@ def weights_bytes(tmp_path_factory):
 @FUZZ
 @given(data=st.data())
 def test_weights_loader_loads_or_gives_one_value_error(weights_bytes, data):
-    from snapsr.weights import load_flow
+    from snapsr.model.weights import load_flow
 
     blob = bytearray(weights_bytes)
     (n,) = struct.unpack("<Q", blob[:8])

@@ -84,7 +84,7 @@ def test_output_pixel_limit_is_checked_before_any_work(tmp_path, up):
 
 
 def test_a_memory_error_retries_with_smaller_tiles_then_fails_that_file_only(tmp_path, up, monkeypatch):
-    from snapsr.upscaler import Upscaler
+    from snapsr.infer.upscaler import Upscaler
 
     d = tmp_path / "in"
     good(d, "a.png")
@@ -167,7 +167,7 @@ def test_stale_temporary_files_are_cleaned_on_the_next_run(tmp_path, up):
 
 def _with_card(src, dst, change):
     tensors = load_file(str(src))
-    from snapsr.weights import read_card
+    from snapsr.model.weights import read_card
 
     card = read_card(src)
     meta = change(card)
@@ -202,7 +202,7 @@ def test_a_weights_card_is_checked_before_anything_is_built(tmp_path, tiny_weigh
 def test_nan_weights_and_mismatched_tensors_are_refused(tmp_path, tiny_weights):
     good(tmp_path / "in")
     tensors = load_file(str(tiny_weights))
-    meta = {"snapsr": json.dumps(__import__("snapsr.weights", fromlist=["x"]).read_card(tiny_weights))}
+    meta = {"snapsr": json.dumps(__import__("snapsr.model.weights", fromlist=["x"]).read_card(tiny_weights))}
     k = next(iter(tensors))
     nan = {**tensors, k: torch.full_like(tensors[k], float("nan"))}
     (tmp_path / "nan.safetensors").write_bytes(save_bytes(nan, metadata=meta))
@@ -236,7 +236,7 @@ class _Boom:
 
 
 def test_a_malicious_checkpoint_is_refused_without_running(tmp_path):
-    from snapsr import checkpoint
+    from snapsr.train import checkpoint
 
     p = tmp_path / "checkpoint.pt"
     torch.save({"step": _Boom()}, p)
@@ -288,7 +288,7 @@ def test_dark_images_keep_their_levels(tmp_path, up):
     d.mkdir()
     png.Writer(16, 16, greyscale=False, bitdepth=16).write(open(d / "dark.png", "wb"), dark.reshape(16, -1).tolist())
     assert run("upscale", d, "-o", tmp_path / "out", *up).exit_code == 0
-    import snapsr.imageio as io_
+    import snapsr.infer.imageio as io_
 
     out = io_.read_image(tmp_path / "out" / "dark_x4.png")
     assert out.bits == 16 and out.pixels.max() * 65535 < 1.3 * dark.max()
@@ -313,7 +313,7 @@ def test_16bit_grey_with_alpha_stays_16bit_grey_with_alpha(tmp_path, up):
 def test_orientation_matches_pillow_for_every_exif_value():
     from PIL import ImageOps
 
-    from snapsr.imageio import _apply_orientation
+    from snapsr.infer.imageio import _apply_orientation
 
     a = (np.arange(3 * 5 * 3, dtype=np.uint8) * 3).reshape(3, 5, 3)
     for o in range(1, 9):
@@ -386,7 +386,7 @@ def test_symlink_loop_and_empty_folder(tmp_path, up):
 
 
 def test_max_pixels_above_pillows_own_cap_is_honoured(tmp_path):
-    from snapsr.imageio import ImageReadError, _open
+    from snapsr.infer.imageio import ImageReadError, _open
 
     def header_only_png(w, h):
         ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
@@ -405,7 +405,7 @@ def test_max_pixels_above_pillows_own_cap_is_honoured(tmp_path):
 
 
 def test_clip_torchscript_archives_are_read_without_running_their_code(tmp_path, monkeypatch):
-    from snapsr.iqa.clipiqa import load_clip_state_dict
+    from snapsr.eval.iqa.clipiqa import load_clip_state_dict
 
     def never(*a, **k):
         raise AssertionError("torch.jit.load was called")
@@ -432,7 +432,7 @@ FUZZ_TIFF = (  # a float TIFF with its width tag cut: Pillow raised TypeError("M
 
 
 def test_fuzz_found_tiff_is_a_one_line_error(tmp_path):
-    from snapsr.imageio import ImageReadError, read_image
+    from snapsr.infer.imageio import ImageReadError, read_image
 
     (tmp_path / "f.tif").write_bytes(FUZZ_TIFF)
     with pytest.raises(ImageReadError, match="f.tif: not a readable image"):
@@ -441,7 +441,7 @@ def test_fuzz_found_tiff_is_a_one_line_error(tmp_path):
 
 @pytest.mark.parametrize("change", [{"sigma_p": 1.2}, {"scale": float("inf")}, {"prompt_tokens": 2**70}])
 def test_fuzz_found_cards_are_one_line_errors(tmp_path, tiny_weights, change):
-    from snapsr.weights import load_flow
+    from snapsr.model.weights import load_flow
 
     bad = _with_card(tiny_weights, tmp_path / "bad.safetensors", lambda c: {**c, "flow": {**c["flow"], **change}})
     with pytest.raises(ValueError, match="bad.safetensors"):
@@ -453,9 +453,9 @@ def test_fuzz_found_cards_are_one_line_errors(tmp_path, tiny_weights, change):
 
 @pytest.mark.parametrize("kind", ["rgb.png", "grey.png", "rgba.png", "deep.png", "rgb.jpg", "deep.tif"])
 def test_streamed_output_equals_the_whole_image_output(tmp_path, tiny_weights, kind):
-    from snapsr import batch
-    from snapsr.imageio import read_image
-    from snapsr.upscaler import Upscaler
+    from snapsr.infer import batch
+    from snapsr.infer.imageio import read_image
+    from snapsr.infer.upscaler import Upscaler
 
     d = tmp_path / "in"
     d.mkdir()
@@ -503,7 +503,7 @@ def test_streamed_output_equals_the_whole_image_output(tmp_path, tiny_weights, k
 
 
 def test_streamed_rows_equal_the_whole_image_to_the_bit(tiny_weights):
-    from snapsr.upscaler import Upscaler
+    from snapsr.infer.upscaler import Upscaler
 
     up = Upscaler.from_pretrained(str(tiny_weights), tile=16, tile_overlap=6)
     lr = torch.from_numpy(smooth_image(45, 38, 1)).permute(2, 0, 1)[None].float() / 255

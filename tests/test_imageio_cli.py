@@ -11,8 +11,8 @@ import tifffile
 from click.testing import CliRunner
 from PIL import Image, ImageCms
 
-from snapsr import imageio
 from snapsr.cli import main
+from snapsr.infer import imageio, imagewrite
 
 from .conftest import smooth_image
 
@@ -193,9 +193,9 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
         f.write(b"half an image")
         raise OSError("disk full")
 
-    monkeypatch.setattr(imageio, "_encode", boom)
+    monkeypatch.setattr(imagewrite, "_encode", boom)
     with pytest.raises(OSError):
-        imageio.write_image(tmp_path / "o.png", pic, "PNG")
+        imagewrite.write_image(tmp_path / "o.png", pic, "PNG")
     assert list(tmp_path.iterdir()) == []
 
 

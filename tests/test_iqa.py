@@ -33,7 +33,7 @@ def _randomise(module: torch.nn.Module, seed: int) -> None:
 def tiny_iqa_weights(folder):
     """Small random MUSIQ, MANIQA and CLIP RN weights and a small BPE merges file, under the file
     names of the published ones."""
-    from snapsr.iqa import clip_tokenizer, clipiqa, maniqa, musiq
+    from snapsr.eval.iqa import clip_tokenizer, clipiqa, maniqa, musiq
 
     folder.mkdir(parents=True, exist_ok=True)
     net = musiq.MUSIQ(musiq.MusiqConfig(dim=64, mlp_dim=64, layers=1))
@@ -57,7 +57,7 @@ def tiny_iqa_weights(folder):
 
 
 def test_tokenizer_applies_merges_by_rank(tmp_path):
-    from snapsr.iqa.clip_tokenizer import ClipTokenizer, byte_symbols
+    from snapsr.eval.iqa.clip_tokenizer import ClipTokenizer, byte_symbols
 
     path = tmp_path / "m.txt.gz"
     with gzip.open(path, "wt", encoding="utf-8") as f:
@@ -75,7 +75,7 @@ def test_tokenizer_applies_merges_by_rank(tmp_path):
 
 
 def test_no_reference_metrics_load_and_score(tmp_path):
-    from snapsr.iqa import METRICS
+    from snapsr.eval.iqa import METRICS
 
     folder = tiny_iqa_weights(tmp_path / "w")
     smooth = torch.from_numpy(smooth_image(120, 90, 0)).permute(2, 0, 1)[None].float() / 255
@@ -91,7 +91,7 @@ def test_no_reference_metrics_load_and_score(tmp_path):
 
 
 def test_clip_reads_openai_torchscript_archive(tmp_path):
-    from snapsr.iqa.clipiqa import ClipRN, load_clip_state_dict
+    from snapsr.eval.iqa.clipiqa import ClipRN, load_clip_state_dict
 
     folder = tiny_iqa_weights(tmp_path / "w")
     sd = torch.load(folder / "RN50.pt", weights_only=True)

@@ -2,10 +2,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from snapsr.losses.adversarial import PatchDiscriminator, d_hinge, g_hinge
-from snapsr.losses.hfp import dial_order_loss, haar_bands, hfp_loss, high_band_energy
-from snapsr.losses.perception import PerceptionConfig, PerceptionLoss
-from snapsr.losses.pixel import charbonnier, dial_pixel_loss, edge_loss, phase_pattern_loss, sobel
+from snapsr.train.losses.adversarial import PatchDiscriminator, d_hinge, g_hinge
+from snapsr.train.losses.hfp import dial_order_loss, haar_bands, hfp_loss, high_band_energy
+from snapsr.train.losses.perception import PerceptionConfig, PerceptionLoss
+from snapsr.train.losses.pixel import charbonnier, dial_pixel_loss, edge_loss, phase_pattern_loss, sobel
 
 
 def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -84,7 +84,7 @@ def test_hfp_zero_for_identical_grows_with_blur():
 
 
 def test_high_band_energy_and_dial_order():
-    from snapsr.metrics import hf_energy_ratio, to_uint8_hwc
+    from snapsr.eval.metrics import hf_energy_ratio, to_uint8_hwc
 
     torch.manual_seed(0)
     hr = torch.rand(2, 3, 64, 64)

@@ -1,13 +1,13 @@
 import pytest
 import torch
 
-from snapsr import nets
+from snapsr.model import backbones
 
 
-@pytest.mark.parametrize("name", nets.names())
+@pytest.mark.parametrize("name", backbones.names())
 @pytest.mark.parametrize("scale", [2, 4])
 def test_backbone_forward_backward(name, scale):
-    net = nets.create(name, scale=scale)
+    net = backbones.create(name, scale=scale)
     for H, W in [(16, 16), (13, 21), (1, 1)]:  # odd sizes and a single pixel
         x = torch.randn(2, 3, H, W, requires_grad=True)
         cond = torch.rand(2, 3, H, W)
@@ -21,9 +21,9 @@ def test_backbone_forward_backward(name, scale):
         net.zero_grad()
 
 
-@pytest.mark.parametrize("name", nets.names())
+@pytest.mark.parametrize("name", backbones.names())
 def test_backbone_time_forms_agree_and_matter(name):
-    net = nets.create(name, scale=2)
+    net = backbones.create(name, scale=2)
     with torch.no_grad():  # make every layer matter (tail and FiLM start at zero)
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -42,16 +42,16 @@ def test_backbone_time_forms_agree_and_matter(name):
 
 
 def test_bf16_autocast_output():
-    net = nets.create("lrnet_t", scale=4)
+    net = backbones.create("lrnet_t", scale=4)
     x, cond = torch.randn(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         v = net(x, 0.5, cond)
     assert v.dtype == torch.bfloat16 and v.shape == x.shape
 
 
-@pytest.mark.parametrize("name", nets.names())
+@pytest.mark.parametrize("name", backbones.names())
 def test_inference_fold_matches_training_path(name):
-    net = nets.create(name, scale=4).eval()
+    net = backbones.create(name, scale=4).eval()
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.02 * torch.randn_like(p))
@@ -64,12 +64,12 @@ def test_inference_fold_matches_training_path(name):
 
 def test_registry_errors():
     with pytest.raises(KeyError, match="unknown backbone"):
-        nets.create("nope", scale=4)
+        backbones.create("nope", scale=4)
     with pytest.raises(ValueError, match="registered twice"):
-        nets.register("lrnet_s")(lambda scale: None)
+        backbones.register("lrnet_s")(lambda scale: None)
 
 
 def test_sizes():
-    count = lambda n: sum(p.numel() for p in nets.create(n, scale=4).parameters())  # noqa: E731
+    count = lambda n: sum(p.numel() for p in backbones.create(n, scale=4).parameters())  # noqa: E731
     assert 0.7e6 < count("lrnet_s") < 1.5e6
     assert count("lrnet_b") > 4 * count("lrnet_s")

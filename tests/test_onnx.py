@@ -16,8 +16,8 @@ pytest.importorskip("onnxruntime")
 
 @pytest.fixture()
 def student(tmp_path):
-    from snapsr import weights
-    from snapsr.config import FlowConfig
+    from snapsr.model import weights
+    from snapsr.model.config import FlowConfig
 
     cfg = FlowConfig(scale=4, backbone="lrnet_t", estimator=True)
     model = perturbed(cfg, 2)
@@ -27,7 +27,7 @@ def student(tmp_path):
 
 
 def test_onnx_output_equals_pytorch_tiled_with_scalar_and_per_pixel_dial(tmp_path, student):
-    from snapsr.upscaler import Upscaler
+    from snapsr.infer.upscaler import Upscaler
 
     res = CliRunner().invoke(main, ["export", str(student), "--onnx", str(tmp_path / "m.onnx")])
     assert res.exit_code == 0, res.output
@@ -66,7 +66,7 @@ def test_upscale_cli_runs_the_onnx_file(tmp_path, student):
 
 
 def test_onnx_errors_are_one_line(tmp_path, tiny_weights):
-    from snapsr.onnx_model import OnnxFlow
+    from snapsr.infer.onnx import OnnxFlow
 
     res = CliRunner().invoke(main, ["export", str(tiny_weights), "--onnx", str(tmp_path / "t.onnx")])
     assert res.exit_code == 1 and "only one-step students" in res.output  # the teacher's sampler is a loop

@@ -3,18 +3,20 @@ import dataclasses
 import pytest
 import torch
 
-from snapsr import checkpoint, rcod, weights
-from snapsr.config import DataConfig, FlowConfig, TrainConfig
 from snapsr.degrade import DegradeConfig
-from snapsr.flow import FlowSR
-from snapsr.losses.perception import PerceptionConfig
-from snapsr.losses.pixel import charbonnier, dial_pixel_loss
-from snapsr.nets import create
-from snapsr.rcod import RCODConfig
-from snapsr.train.distill import DistillRunConfig, train_distill
+from snapsr.infer.upscaler import Upscaler
+from snapsr.model import weights
+from snapsr.model.backbones import create
+from snapsr.model.config import FlowConfig
+from snapsr.model.flow import FlowSR
+from snapsr.train import checkpoint, rcod
+from snapsr.train.config import DataConfig, TrainConfig
 from snapsr.train.gtasr import GTASRConfig, GTASRLoss, GTASRRunConfig, grid_time, time_grid_size, train_gtasr
+from snapsr.train.losses.perception import PerceptionConfig
+from snapsr.train.losses.pixel import charbonnier, dial_pixel_loss
+from snapsr.train.oftsr import DistillRunConfig, train_distill
+from snapsr.train.rcod import RCODConfig
 from snapsr.train.student import DialTime, make_student
-from snapsr.upscaler import Upscaler
 from tests.conftest import perturbed
 
 
@@ -241,3 +243,76 @@ def test_semantic_and_lpips_terms_train_from_local_weights(photo_dir, tmp_path):
     )
     res = train_gtasr(run_cfg, progress=False)
     assert len(res.losses) == 2 and all(torch.isfinite(torch.tensor(v)) for v in res.losses.values())
+
+
+# -- the registry and the rcod / vpd recipes -----------------------------------------------
+
+
+def test_registry_knows_every_recipe_and_refuses_strangers():
+    from snapsr.train import recipes
+
+    assert recipes.names() == ["gtasr", "oftsr", "rcod", "teacher", "vpd"]
+    assert recipes.get("gtasr").config is GTASRRunConfig
+    with pytest.raises(ValueError, match="known: gtasr, oftsr"):
+        recipes.get("esrgan")
+    with pytest.raises(ValueError, match="registered twice"):
+        recipes.recipe("gtasr", config=GTASRRunConfig, summary="")(lambda cfg, device: None)
+    with pytest.raises(TypeError, match="runs a GTASRRunConfig"):
+        recipes.get("gtasr").train(DistillRunConfig())
+
+
+def test_rcod_recipe_trains_groups_prompt_and_estimator(photo_dir, tmp_path):
+    from snapsr.train import recipes
+    from snapsr.train.rcod import RCODRunConfig
+
+    cfg = RCODRunConfig(
+        flow=FlowConfig(scale=4, backbone="lrnet_t"),
+        rcod=RCODConfig(groups=2, calib_batches=2, prompt=True, estimator=True),
+        data=tiny_data(photo_dir),
+        train=tiny_train(tmp_path / "r", steps=3),
+    )
+    res = recipes.get("rcod").train(cfg, progress=False)
+    assert len(res.losses) == 3 and all(torch.isfinite(torch.tensor(v)) for v in res.losses.values())
+    model, card = weights.load_flow(tmp_path / "r" / "ema.safetensors")
+    assert model.cfg.prompt and model.cfg.estimator
+    assert card.record["recipe"].startswith("RCOD") and len(card.record["rcod"]["boundaries_psnr"]) == 1
+    with pytest.raises(ValueError, match="rcod.groups"):
+        RCODRunConfig(rcod=RCODConfig(groups=0))
+
+
+def test_vpd_recipe_distils_with_perception_terms(photo_dir, tmp_path):
+    from snapsr.train import recipes
+    from snapsr.train.vpd import VPDRunConfig
+
+    fcfg = FlowConfig(scale=4, backbone="lrnet_t")
+    base = weights.save(tmp_path / "t.safetensors", perturbed(fcfg, 2), weights.flow_card(fcfg, kind="teacher"))
+    assert VPDRunConfig().perception.w_hfp > 0 and VPDRunConfig().perception.w_adv > 0
+    cfg = VPDRunConfig(
+        teacher=str(base),
+        perception=PerceptionConfig(w_hfp=0.1, w_adv=0.1, adv_start=1, adv_ramp=1, d_channels=8),
+        data=tiny_data(photo_dir),
+        train=tiny_train(tmp_path / "v", steps=3),
+    )
+    recipes.get("vpd").train(cfg, progress=False)
+    state = checkpoint.load(tmp_path / "v" / "checkpoint.pt")
+    assert state["critic_optimizer"]["state"], "the critic never stepped"
+    assert weights.read_card(tmp_path / "v" / "ema.safetensors")["recipe"].startswith("VPD-SR")
+    missing = dataclasses.replace(cfg, perception=dataclasses.replace(cfg.perception, clip_path=str(tmp_path / "no")))
+    with pytest.raises(FileNotFoundError, match="no"):  # a CLIP path turns the semantic term on, and must exist
+        recipes.get("vpd").train(missing, progress=False)
+
+
+def test_cli_looks_recipes_up_and_checks_the_configs_recipe(tmp_path):
+    from click.testing import CliRunner
+
+    from snapsr.cli import main
+
+    res = CliRunner().invoke(main, ["train", "list"])
+    assert res.exit_code == 0 and all(n in res.output for n in ("teacher", "oftsr", "gtasr", "rcod", "vpd"))
+    res = CliRunner().invoke(main, ["train", "distill", "--recipe", "rcod", "--dry-run", "train.steps=7"])
+    assert res.exit_code == 0 and '"groups": 4' in res.output and '"steps": 7' in res.output
+    (tmp_path / "v.toml").write_text('recipe = "vpd"\n')
+    res = CliRunner().invoke(main, ["train", "distill", "--recipe", "oftsr", "--config", str(tmp_path / "v.toml")])
+    assert res.exit_code == 2 and "config of the 'vpd' recipe" in res.output
+    res = CliRunner().invoke(main, ["train", "distill", "--recipe", "esrgan", "--dry-run"])
+    assert res.exit_code == 2 and "unknown training recipe 'esrgan'" in res.output

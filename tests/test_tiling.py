@@ -1,7 +1,7 @@
 import torch
 
-from snapsr import tiling
-from snapsr.upscaler import Upscaler
+from snapsr.infer import tiling
+from snapsr.infer.upscaler import Upscaler
 
 
 def test_position_noise_is_per_pixel_and_normal():

@@ -7,14 +7,15 @@ import signal
 import pytest
 import torch
 
-from snapsr import checkpoint
-from snapsr.config import DataConfig, FlowConfig, TeacherRunConfig, TrainConfig, from_dict, to_dict
+from snapsr.config import from_dict, to_dict
 from snapsr.data import HRCrops
 from snapsr.degrade import DegradeConfig, degrade
-from snapsr.flow import FlowSR
-from snapsr.train import engine
+from snapsr.model.config import FlowConfig
+from snapsr.model.flow import FlowSR
+from snapsr.model.weights import load_flow
+from snapsr.train import checkpoint, engine
+from snapsr.train.config import DataConfig, TeacherRunConfig, TrainConfig
 from snapsr.train.teacher import train_teacher
-from snapsr.weights import load_flow
 
 
 def tiny_cfg(photo_dir, out_dir, **train):
@@ -102,12 +103,12 @@ def test_checkpoint_holds_config_and_run_folder(photo_dir, tmp_path):
     assert json.loads((tmp_path / "c" / "config.json").read_text()) == to_dict(cfg)
     assert (tmp_path / "c" / "val_0000002.png").is_file()
     model, card = load_flow(tmp_path / "c" / "ema.safetensors")
-    assert card["kind"] == "teacher" and card["steps_trained"] == 2
+    assert card.kind == "teacher" and card.record["steps_trained"] == 2
     assert not any(p.name.endswith(".tmp") for p in (tmp_path / "c").iterdir())
 
 
 def test_nan_guard_stops(photo_dir, tmp_path, monkeypatch):
-    from snapsr.flow import FlowSR
+    from snapsr.model.flow import FlowSR
 
     monkeypatch.setattr(FlowSR, "loss", lambda self, lr, hr, **kw: torch.tensor(float("nan"), requires_grad=True))
     with pytest.raises(FloatingPointError, match="non-finite"):

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from snapsr import Upscaler
-from snapsr.metrics import psnr
+from snapsr.eval.metrics import psnr
 
 from .conftest import smooth_image
 
@@ -109,8 +109,8 @@ def test_bundled_default_bf16_close_to_fp32():
     """--dtype auto picks bf16 on AMX CPUs: on every shipped model it must stay close to fp32."""
     from pathlib import Path
 
-    from snapsr import pretrained
-    from snapsr.imageio import read_rgb
+    from snapsr.infer.imageio import read_rgb
+    from snapsr.model import pretrained
 
     img = read_rgb(Path(__file__).parents[1] / "snapsr" / "assets" / "example.jpg")[:64, :96]
     x = torch.from_numpy(img).permute(2, 0, 1).unsqueeze(0).float() / 255

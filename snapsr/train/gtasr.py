@@ -33,15 +33,18 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from snapsr import weights
-from snapsr.config import DataConfig, FlowConfig, TrainConfig, to_dict
+from snapsr.config import to_dict
 from snapsr.degrade import DegradeConfig
-from snapsr.flow import FlowSR
-from snapsr.losses.perception import PerceptionConfig
-from snapsr.losses.pixel import charbonnier, dial_pixel_loss, edge_loss, phase_pattern_loss
-from snapsr.path import expand_t
-from snapsr.rcod import RCODConfig
+from snapsr.model import weights
+from snapsr.model.config import FlowConfig
+from snapsr.model.flow import FlowSR
+from snapsr.model.path import expand_t
+from snapsr.train.config import DataConfig, TrainConfig
 from snapsr.train.loop import Recipe, RunResult, run
+from snapsr.train.losses.perception import PerceptionConfig
+from snapsr.train.losses.pixel import charbonnier, dial_pixel_loss, edge_loss, phase_pattern_loss
+from snapsr.train.rcod import RCODConfig
+from snapsr.train.recipes import recipe
 from snapsr.train.student import dial_predictors, setup_student
 
 
@@ -123,7 +126,7 @@ class GTASRLoss(nn.Module):
 
     def on_step(self, step: int) -> None:
         self.step = step
-        self.terms.step = step
+        self.terms.on_step(step)
         c = self.cfg
         if self.stage2 and (step - c.stage2_start) % c.refresh_every == 0:
             self.reference.load_state_dict(self.student.state_dict())
@@ -185,6 +188,7 @@ class GTASRLoss(nn.Module):
         return c.w_ref * edge_loss(out, ref) + c.w_edge * edge_loss(out, hr)
 
 
+@recipe("gtasr", config=GTASRRunConfig, summary="one-step consistency training from data alone, no teacher (GTASR)")
 def build_gtasr(cfg: GTASRRunConfig, device: torch.device) -> Recipe:
     if cfg.init:
         base, _ = weights.load_flow(cfg.init)

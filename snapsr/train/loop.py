@@ -1,6 +1,6 @@
 """The training loop every recipe shares, readable top to bottom.
 
-A recipe (``teacher.py``, ``distill.py``) builds a ``Recipe``: the model to train (EMA'd and
+A recipe (``teacher.py``, ``oftsr.py``, ``gtasr.py``) builds a ``Recipe``: the model to train (EMA'd and
 saved), a loss module ``forward(lr, hr, generator) -> loss``, the predictions to validate and
 the weights card. A batch at step k depends only on ``(seed, k, rank)`` (crops, degradations,
 t and noise), so a checkpoint holds model, EMA, optimizer, scheduler and step, and a resumed
@@ -20,14 +20,15 @@ import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from snapsr import checkpoint, weights
 from snapsr.config import to_dict
 from snapsr.data import HRCrops, stream_seed
 from snapsr.degrade import degrade
-from snapsr.flow import upsample
-from snapsr.imageio import list_files, read_rgb, save_png, to_tensor
-from snapsr.metrics import psnr, to_uint8_hwc
-from snapsr.train import engine
+from snapsr.eval.metrics import psnr, to_uint8_hwc
+from snapsr.infer.imageio import list_files, read_rgb, to_tensor
+from snapsr.infer.imagewrite import save_png
+from snapsr.model import weights
+from snapsr.model.flow import upsample
+from snapsr.train import checkpoint, engine
 
 Predictor = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (model, lr, eps) -> sr
 
@@ -163,10 +164,19 @@ def _load_resume(path: Path, cfg) -> dict:
             c[section] = {k: v for k, v in c.get(section, {}).items() if k not in keys}
         return c
 
-    same, now = comparable(state["config"]), comparable(to_dict(cfg))
+    # Keys added to the config classes since the checkpoint was written count at their defaults.
+    same, now = comparable(_over(to_dict(type(cfg)()), state["config"])), comparable(to_dict(cfg))
     if same != now:
         raise ValueError(f"{path} was written by a run with another config; start a new out_dir or match it")
     return state
+
+
+def _over(base: dict, data: dict) -> dict:
+    """``base`` with ``data``'s values (nested tables merged)."""
+    out = dict(base)
+    for k, v in data.items():
+        out[k] = _over(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 _RESUMABLE = {  # what may differ on resume: the run's length, logging, and how batches are loaded (not which)

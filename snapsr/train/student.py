@@ -14,15 +14,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from snapsr import rcod, weights
 from snapsr.config import to_dict
-from snapsr.flow import FlowSR
-from snapsr.losses.perception import PerceptionConfig, PerceptionLoss
-from snapsr.rcod import RCODConfig
+from snapsr.model import weights
+from snapsr.model.flow import FlowSR
+from snapsr.train import rcod  # a module import: rcod.py's recipe imports this file
 from snapsr.train.loop import Critic, run_card
+from snapsr.train.losses.perception import PerceptionConfig, PerceptionLoss
 
 
-def make_student(base: FlowSR, r: RCODConfig) -> FlowSR:
+def make_student(base: FlowSR, r: rcod.RCODConfig) -> FlowSR:
     """A student starting as ``base`` (teacher or reference), with RCOD's encoder added if ``r`` asks."""
     cfg = dataclasses.replace(base.cfg, prompt=r.prompt, estimator=r.estimator)
     student = FlowSR(cfg)
@@ -36,7 +36,7 @@ def make_student(base: FlowSR, r: RCODConfig) -> FlowSR:
 class DialTime(nn.Module):
     """Draws each sample's dial time: uniform in [lo, hi], or from its RCOD group."""
 
-    def __init__(self, r: RCODConfig, boundaries: list[float], lo: float, hi: float, scale: int):
+    def __init__(self, r: rcod.RCODConfig, boundaries: list[float], lo: float, hi: float, scale: int):
         super().__init__()
         self.r, self.boundaries, self.lo, self.hi, self.scale = r, boundaries, lo, hi, scale
 
@@ -57,12 +57,16 @@ class DialTime(nn.Module):
 class StudentTerms(nn.Module):
     """RCOD's estimator term and the perception terms on a one-step output at dial ``t``."""
 
-    def __init__(self, student: FlowSR, r: RCODConfig, p: PerceptionConfig):
+    def __init__(self, student: FlowSR, r: rcod.RCODConfig, p: PerceptionConfig):
         super().__init__()
         self.student, self.r = student, r
         self.perception = PerceptionLoss(p) if p.active else None
         self.step = 0
         self._last = None  # (fake, hr, cond) for the critic
+
+    def on_step(self, step: int) -> None:
+        """The training step, for the adversarial term's start and ramp."""
+        self.step = step
 
     def forward(self, out: torch.Tensor, hr: torch.Tensor, cond: torch.Tensor, t: torch.Tensor, centre) -> torch.Tensor:
         total = out.new_zeros((), dtype=torch.float32)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from snapsr import weights
-from snapsr.config import TeacherRunConfig
-from snapsr.flow import FlowSR
+from snapsr.model import weights
+from snapsr.model.flow import FlowSR
+from snapsr.train.config import TeacherRunConfig
 from snapsr.train.loop import Recipe, RunResult, run, run_card
+from snapsr.train.recipes import recipe
 
 
 class TeacherLoss(nn.Module):
@@ -29,6 +30,7 @@ def euler_predictor(steps: int):
     return predict
 
 
+@recipe("teacher", config=TeacherRunConfig, summary="the conditional rectified-flow teacher (OFTSR sec. 3.1)")
 def build_teacher(cfg: TeacherRunConfig, device: torch.device) -> Recipe:
     flow = FlowSR(cfg.flow).to(device)
     if cfg.init:

@@ -1,0 +1,68 @@
+"""``snapsr export``: a run's weights as a shippable model with its card, and/or as ONNX."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("weights_in", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="The .safetensors to write.")
+@click.option(
+    "--onnx",
+    "onnx_path",
+    type=click.Path(dir_okay=False),
+    help="Also (or only) write the one-step model as ONNX, for onnxruntime and other languages.",
+)
+@click.option("--metrics", type=click.Path(exists=True, dir_okay=False), help="results.json of snapsr eval.")
+@click.option("--eval-command", default=None, help="The command that produced --metrics, for the card.")
+@click.option("--default-steps", type=int, default=None)
+@click.option(
+    "--default-realism",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="The dial value upscale, eval and the API use when none is given (pick it from benchmarks/quality.sh).",
+)
+@click.option("--name", default=None, help="Model name for the card (default: the output's stem).")
+def export(weights_in, output, onnx_path, metrics, eval_command, default_steps, default_realism, name):
+    """Write WEIGHTS_IN (e.g. a run's ema.safetensors) as a shippable model with its card (-o), and/or
+    as ONNX (--onnx; inputs lr, eps, t, output sr: see snapsr/infer/onnx.py and the README)."""
+    from snapsr.model import weights as wmod
+
+    if not output and not onnx_path:
+        raise click.UsageError("give -o FILE.safetensors, --onnx FILE.onnx, or both")
+    try:
+        model, card = wmod.load_flow(weights_in)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from e
+    card = card.to_dict()
+    card.pop("format", None)
+    card["name"] = name or Path(output or onnx_path).stem
+    card["parameters"] = sum(p.numel() for p in model.parameters())
+    lineage = wmod.lineage(card)
+    if lineage:  # the stages it was fine-tuned from, each with its own training record
+        card["lineage"] = lineage
+    if default_steps is not None:
+        card["default_steps"] = default_steps
+    if default_realism is not None:
+        card["default_realism"] = default_realism
+    if metrics:
+        data = json.loads(Path(metrics).read_text())
+        card["metrics"] = {k: {m: round(v, 4) for m, v in d["mean"].items()} for k, d in data.items()}
+        if eval_command:
+            card["metrics_command"] = eval_command
+    if output:
+        wmod.save(output, model, card)
+        click.echo(f"wrote {output} ({card['parameters']:,} parameters)")
+    if onnx_path:
+        from snapsr.infer.onnx import export as export_onnx
+        from snapsr.model.card import ModelCard
+
+        try:
+            export_onnx(model, ModelCard.parse(card, weights_in), onnx_path)
+        except (RuntimeError, ValueError) as e:
+            raise click.ClickException(str(e)) from e
+        click.echo(f"wrote {onnx_path} (ONNX)")

@@ -1,0 +1,45 @@
+"""``snapsr models``: the bundled weights with their cards."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+def models(as_json):
+    """List the bundled weights with their cards."""
+    from snapsr.model import pretrained
+
+    cards = {name: pretrained.card(name) for name in pretrained.available()}
+    if as_json:
+        click.echo(json.dumps({"default": pretrained.DEFAULT, "models": cards}, indent=2))
+        return
+    if not cards:
+        click.echo("no bundled weights")
+    for name, card in cards.items():
+        mark = " (default)" if name == pretrained.DEFAULT else ""
+        click.echo(f"{name}{mark}")
+        for key in (
+            "kind",
+            "recipe",
+            "scale",
+            "backbone",
+            "parameters",
+            "steps_trained",
+            "samples_seen",
+            "train_hours",
+            "default_steps",
+            "default_realism",
+            "train_data",
+            "degradation",
+            "degradation_mix",
+            "lineage",
+            "metrics",
+            "sha256",
+        ):
+            value = card.get(key, card.get("flow", {}).get(key))
+            if value is not None:
+                click.echo(f"  {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")

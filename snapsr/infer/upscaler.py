@@ -1,0 +1,401 @@
+"""``Upscaler``: the one public call, ``up(image, realism=None, realism_map=None, seed=0)`` (None: the model's default).
+
+The inference contract: input floats in [0, 1]; the image stays on the CPU and
+goes to the device one overlapping tile at a time; noise is seeded per output
+pixel, so tiling does not change the result; greyscale, alpha and 16-bit depth
+come back as they went in. Defaults: CPU, and bf16 where the CPU has fast bf16.
+
+The realism dial of a one-step student (OFTSR) is its time input: the output is
+``x_0 + v_phi(x_0, t)`` with ``t`` = realism, per pixel when a map is given. The dial
+of the flow teacher: one Euler step from ``x_0`` gives the
+posterior-mean estimate ``x_0 + v(x_0, 0)`` (highest PSNR, realism 0); the full
+``steps``-step ODE sample is the realistic one (realism 1); values between blend
+the two, per pixel when a map is given. The mean is the first Euler step's
+prediction, so the dial costs no extra network evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from snapsr.config import to_dict
+from snapsr.infer import colorfix as colorfix_mod
+from snapsr.infer import tiling
+from snapsr.infer.device import resolve_device, resolve_dtype
+from snapsr.infer.imageio import Picture, from_pil, read_image, to_pil
+from snapsr.model import pretrained
+from snapsr.model.card import ModelCard
+from snapsr.model.flow import FlowSR
+from snapsr.model.samplers import SAMPLERS, time_grid
+
+
+@dataclass(frozen=True)
+class UpscaleOptions:
+    steps: int | None = None  # None: the model card's default
+    sampler: str = "euler"
+    tile: int = 0  # LR tile side; 0: chosen from max_memory_mb
+    tile_overlap: int = 0  # 0: automatic (a quarter of the tile, at least 16)
+    max_memory_mb: int = 1024  # working-memory budget for one tile
+    colorfix: str = "none"
+
+
+def _checked(options: UpscaleOptions) -> UpscaleOptions:
+    if options.sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {options.sampler!r}; known: {', '.join(SAMPLERS)}")
+    if options.steps is not None and not 1 <= options.steps <= 1000:
+        raise ValueError(f"steps must be in [1, 1000], got {options.steps}")
+    if options.colorfix not in ("none", "wavelet", "adain"):
+        raise ValueError(f"unknown colour fix {options.colorfix!r}; use none, wavelet or adain")
+    return options
+
+
+class Upscaler:
+    def __init__(
+        self,
+        model: FlowSR,
+        card: ModelCard | dict | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: str = "fp32",
+        options: UpscaleOptions = UpscaleOptions(),
+    ):
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device) if isinstance(dtype, str) else dtype
+        self.model = model.eval().requires_grad_(False).to(self.device)
+        if self.device.type == "cpu" and isinstance(self.model, torch.nn.Module):
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.card = card if isinstance(card, ModelCard) else ModelCard.parse(card or {"flow": to_dict(model.cfg)})
+        self.options = _checked(options)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path | None = None, *, device="cpu", dtype="fp32", **options):
+        """The bundled default (no argument), a bundled name, or a ``.safetensors`` path."""
+        from snapsr.model.weights import load_flow
+
+        path = pretrained.resolve(name_or_path)
+        if path.suffix == ".onnx":  # the onnxruntime backend (snapsr export --onnx), CPU and fp32
+            from snapsr.infer.onnx import OnnxFlow
+
+            model = OnnxFlow(path)
+            return cls(model, model.card, device="cpu", dtype="fp32", options=UpscaleOptions(**options))
+        model, card = load_flow(path)
+        return cls(model, card, device=device, dtype=dtype, options=UpscaleOptions(**options))
+
+    def with_options(self, **changes) -> Upscaler:
+        new = object.__new__(Upscaler)
+        new.__dict__.update(self.__dict__)
+        new.options = _checked(replace(self.options, **changes))
+        return new
+
+    @property
+    def scale(self) -> int:
+        return self.model.cfg.scale
+
+    @property
+    def default_realism(self) -> float:
+        """The dial value a caller gets without naming one: the card's (chosen by evaluation on the
+        three tracks, benchmarks/quality.sh), 0.5 for weights whose card does not say."""
+        return self.card.default_realism
+
+    @property
+    def steps(self) -> int:
+        return int(self.options.steps or self.card.default_steps)
+
+    # -- tiles -------------------------------------------------------------------
+    def bytes_per_lr_pixel(self) -> int:
+        """Working memory per LR pixel of a tile: trunk activations plus HR-size states, with slack."""
+        bb = self.model.backbone
+        channels = getattr(getattr(bb, "cfg", None), "channels", 64)
+        elt = 2 if self.dtype != torch.float32 else 4
+        s2 = self.scale**2
+        # ~8 live trunk tensors; ~10 HR-size fp32 tensors (x, cond, eps, v, mean, blend); the input.
+        return int(channels * elt * 8 + 3 * s2 * 4 * 10 + 64)
+
+    def tile_size(self, stream_width: int | None = None) -> tuple[int, int]:
+        """LR tile side and overlap from ``max_memory_mb``. Streaming an output ``stream_width`` pixels
+        wide (``upscale_rows``), half the budget goes to the tile and a quarter to the band of
+        blended rows (about 24 bytes per output pixel of it), so a wide image gets shorter tiles;
+        the rest is left to the encoder's copy (JPEG)."""
+        o = self.options
+        budget = o.max_memory_mb * 2**20 / (2 if stream_width else 1)
+        tile = o.tile or max(32, int(math.sqrt(budget / self.bytes_per_lr_pixel())))
+        if stream_width and not o.tile:
+            tile = max(32, min(tile, int(budget / 2 / (24 * self.scale * stream_width))))
+        overlap = o.tile_overlap or max(16, tile // 4)
+        return tile, min(overlap, tile // 2)
+
+    # -- the network on one tile -----------------------------------------------
+    @torch.no_grad()
+    def _sr_tile(self, lr: torch.Tensor, tile: tiling.Tile, realism: torch.Tensor | float | str, seed: int):
+        s, dev = self.scale, self.device
+        lr = lr.to(dev, torch.float32)
+        m = self.model
+        with torch.autocast(dev.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            cond = m.condition(lr)
+            eps = tiling.position_noise(seed, cond.shape[1], tile.y0 * s, tile.x0 * s, *cond.shape[-2:], device=dev)
+            r = realism
+            if isinstance(r, str):  # "auto": the estimator's per-region dial for this tile
+                r = m.realism_map(cond).to(cond.dtype)
+            elif isinstance(r, torch.Tensor):
+                r = r[..., tile.y0 * s : (tile.y0 + tile.h) * s, tile.x0 * s : (tile.x0 + tile.w) * s].to(dev)
+                if r.dtype == torch.uint8:  # a compact map (upscale_rows)
+                    r = r.float() / 255
+            if hasattr(m, "upscale_tile"):  # an ONNX graph of the whole step (onnx_model.OnnxFlow)
+                return m.upscale_tile(lr, eps, r if isinstance(r, torch.Tensor) else float(r))
+            x_0 = m.start(cond, eps)
+            if self.card.student:  # OFTSR: one step, and t is the dial
+                return m.one_step(x_0, r if isinstance(r, torch.Tensor) else float(r), cond).float().cpu()
+            if self.steps == 1 or (not isinstance(r, torch.Tensor) and r == 0):
+                return m.one_step(x_0, 0.0, cond).float().cpu()
+            mean = {}
+            n = self.steps
+
+            def first(i, x):
+                if i == 0 and self.options.sampler == "euler":
+                    mean["x"] = x_0 + n * (x - x_0)  # = x_0 + v(x_0, 0)
+
+            sample = SAMPLERS[self.options.sampler](m.velocity, x_0, time_grid(n), cond=cond, callback=first)
+            x_mean = mean["x"] if "x" in mean else m.one_step(x_0, 0.0, cond)
+            out = x_mean + r * (sample - x_mean)
+        return out.float().cpu()
+
+    def _sr(self, lr: torch.Tensor, realism, seed: int, progress=None) -> torch.Tensor:
+        """``lr (1,3,h,w)`` float CPU -> ``(1,3,h*s,w*s)`` float CPU, unclamped."""
+        tile, overlap = self.tile_size()
+        return tiling.run_tiled(
+            lambda t_lr, t: self._sr_tile(t_lr, t, realism, seed),
+            lr,
+            self.scale,
+            tile,
+            overlap,
+            out_channels=3,
+            progress=progress,
+        )
+
+    # -- the public call --------------------------------------------------------
+    def upscale_tensor(
+        self,
+        lr: torch.Tensor,
+        *,
+        realism: float | str | None = None,
+        realism_map: torch.Tensor | None = None,
+        seed: int = 0,
+        scale: float | None = None,
+        progress=None,
+    ) -> torch.Tensor:
+        """``(1,C,h,w)`` float in [0, 1] (C = 1 or 3) -> upscaled ``(1,C,H,W)`` in [0, 1] on the CPU.
+
+        ``realism="auto"``: the model's RCOD estimator sets the dial per region from the LR;
+        ``None``: the model's ``default_realism``.
+        """
+        x, r, lo, span, grey = self._prepare(lr, realism, realism_map)
+        h, w = x.shape[-2:]
+        out = self._sr(x, r, seed, progress)
+        if self.options.colorfix != "none":
+            out = colorfix_mod.apply(self.options.colorfix, out, self.model.condition(x))
+        if span is not None:
+            out = out * span + lo
+        out = out.clamp(0, 1)
+        if scale is not None and scale != self.scale:
+            size = (max(1, round(h * scale)), max(1, round(w * scale)))
+            out = F.interpolate(out, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+        return out.mean(1, keepdim=True) if grey else out
+
+    def upscale_rows(self, lr: torch.Tensor, *, realism=None, realism_map=None, seed: int = 0, progress=None):
+        """``upscale_tensor`` in bands of finished output rows, top to bottom: yields ``(y, (1,C,n,W))``.
+
+        Memory holds one band of tiles whatever the output size (a gigapixel output streams to its
+        file). The same values as ``upscale_tensor`` (a per-pixel map is kept in 8 bits); at the
+        model's own scale and without colour fix, which need the whole image.
+        """
+        if self.options.colorfix != "none":
+            raise ValueError("colour fix needs the whole output; use upscale_tensor")
+        x, r, lo, span, grey = self._prepare(lr, realism, realism_map, compact=True)
+        tile, overlap = self.tile_size(stream_width=x.shape[-1] * self.scale)
+        fn = lambda t_lr, t: self._sr_tile(t_lr, t, r, seed)  # noqa: E731
+        for y, rows in tiling.tiled_rows(fn, x, self.scale, tile, overlap, out_channels=3, progress=progress):
+            if span is not None:
+                rows.mul_(span).add_(lo)
+            rows.clamp_(0, 1)  # in place: the band is ours until the next one
+            yield y, rows.mean(1, keepdim=True) if grey else rows
+
+    def _prepare(self, lr: torch.Tensor, realism, realism_map, compact: bool = False):
+        """The checks and the network's input: ``(x (1,3,h,w), dial, lo, span, grey)``."""
+        if realism is None:
+            realism = self.default_realism
+        if lr.ndim != 4 or lr.shape[0] != 1 or lr.shape[1] not in (1, 3):
+            raise ValueError(f"expected a (1, 1 or 3, H, W) tensor, got {tuple(lr.shape)}")
+        if realism == "auto":
+            if not self.model.cfg.estimator:
+                raise ValueError("realism 'auto' needs weights with a realism estimator (trained with rcod.estimator)")
+        elif not 0.0 <= realism <= 1.0:
+            raise ValueError(f"realism must be in [0, 1] or 'auto', got {realism}")
+        grey = lr.shape[1] == 1
+        x = lr.detach().float().cpu()
+        x = x.expand(-1, 3, -1, -1).contiguous() if grey else x
+        h, w = x.shape[-2:]
+        s = self.scale
+        r: torch.Tensor | float | str = realism
+        if realism_map is not None:
+            rm = realism_map.detach().float().cpu()
+            rm = rm.view(1, 1, *rm.shape[-2:])
+            r = _map_8bit(rm, h * s, w * s) if compact else _map_float(rm, h * s, w * s)
+        lo, span = _levels(x)
+        if span is not None:  # a dark or flat image: the network works on its own range (see _levels)
+            x = (x - lo) / span
+        return x, r, lo, span, grey
+
+    def upscale_picture_rows(self, pic: Picture, **kw):
+        """``upscale_picture`` in bands (see ``upscale_rows``): yields ``(y, pixels (n,W,C), alpha (n,W) or None)``."""
+        lr = torch.from_numpy(pic.pixels).permute(2, 0, 1).unsqueeze(0)
+        a = None if pic.alpha is None else torch.from_numpy(pic.alpha).view(1, 1, *pic.alpha.shape)
+        for y, rows in self.upscale_rows(lr, **kw):
+            n = rows.shape[2]
+            alpha = None if a is None else _bicubic_rows(a, y, n, self.scale)[0, 0].numpy()
+            yield y, rows[0].permute(1, 2, 0).numpy(), alpha
+
+    def upscale_picture(self, pic: Picture, **kw) -> Picture:
+        """A ``Picture`` (see imageio) -> the upscaled ``Picture`` with alpha, depth and metadata kept."""
+        lr = torch.from_numpy(pic.pixels).permute(2, 0, 1).unsqueeze(0)
+        out = self.upscale_tensor(lr, **kw)
+        alpha = None
+        if pic.alpha is not None:  # alpha: bicubic, on its own (no invented detail in a mask)
+            a = torch.from_numpy(pic.alpha).view(1, 1, *pic.alpha.shape)
+            alpha = F.interpolate(a, size=out.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+            alpha = alpha[0, 0].numpy()
+        return replace(pic, pixels=out[0].permute(1, 2, 0).numpy(), alpha=alpha)
+
+    def up(
+        self,
+        image,
+        realism: float | str | None = None,
+        realism_map=None,
+        seed: int = 0,
+        scale: float | None = None,
+    ):
+        """Upscale a PIL image, a numpy array (uint8, uint16 or float in [0, 1]; HxW or HxWxC) or a
+        torch tensor (CxHxW or 1xCxHxW, float in [0, 1]); returns the same kind."""
+        rmap = _as_map(realism_map)
+        kw = {"realism": realism, "realism_map": rmap, "seed": seed, "scale": scale}
+        if isinstance(image, torch.Tensor):
+            batched = image.ndim == 4
+            x = image if batched else image.unsqueeze(0)
+            out = self.upscale_tensor(x, **kw).to(image.dtype)
+            return out if batched else out[0]
+        if isinstance(image, np.ndarray):
+            return _picture_to_array(self.upscale_picture(_array_to_picture(image), **kw), image)
+        from PIL import Image
+
+        if isinstance(image, Image.Image):
+            return to_pil(self.upscale_picture(from_pil(image), **kw))
+        if isinstance(image, (str, Path)):
+            return self.upscale_picture(read_image(image), **kw)
+        raise TypeError(f"cannot upscale a {type(image).__name__}; give a PIL image, numpy array or tensor")
+
+    __call__ = up
+
+
+def _map_float(rm: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    return F.interpolate(rm, size=(H, W), mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def _map_8bit(rm: torch.Tensor, H: int, W: int, chunk: int = 512) -> torch.Tensor:
+    """``_map_float`` in 8 bits, made ``chunk`` rows at a time (never the float map of a huge output):
+    bilinear sampling at the same pixel centres as ``F.interpolate(align_corners=False)``."""
+    out = torch.empty(1, 1, H, W, dtype=torch.uint8)
+    gx = (torch.arange(W, dtype=torch.float32) + 0.5) * 2 / W - 1
+    for y in range(0, H, chunk):
+        n = min(chunk, H - y)
+        gy = (torch.arange(y, y + n, dtype=torch.float32) + 0.5) * 2 / H - 1
+        grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], -1).unsqueeze(0)
+        v = F.grid_sample(rm, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        out[..., y : y + n, :] = (v.clamp(0, 1) * 255).round().to(torch.uint8)
+    return out
+
+
+def _bicubic_rows(a: torch.Tensor, y: int, n: int, s: int) -> torch.Tensor:
+    """Output rows ``[y, y+n)`` of ``F.interpolate(a, scale_factor=s, mode="bicubic")`` (clamped to
+    [0, 1]), from a few LR rows around them: bicubic reads two rows each side, so with three of
+    margin the rows are those of the whole-image interpolation."""
+    h = a.shape[-2]
+    lo, hi = max(0, y // s - 3), min(h, -(-(y + n) // s) + 3)
+    part = F.interpolate(a[..., lo:hi, :], scale_factor=s, mode="bicubic", align_corners=False)
+    return part[..., y - lo * s : y - lo * s + n, :].clamp(0, 1)
+
+
+LEVELS_BELOW = 0.25
+
+
+def _levels(x: torch.Tensor) -> tuple[float, float | None]:
+    """``(lo, span)`` when ``x`` spans less than ``LEVELS_BELOW`` of [0, 1], else ``(0, None)``.
+
+    The network adds detail of a fixed size in absolute values (and starts from noise of a fixed
+    size): on a dark exposure, or a 16-bit image that uses 214 of its 65,535 levels, that detail
+    swamps the picture. Such an image is stretched to the full range for the network and put back
+    after, so its levels come out as they went in; ordinary photos (a span above a quarter, every
+    image of our evaluation tracks) are untouched.
+    """
+    lo, hi = float(x.min()), float(x.max())
+    span = hi - lo
+    if span >= LEVELS_BELOW or span <= 1e-6:
+        return 0.0, None
+    return lo, span
+
+
+# ---------------------------------------------------------------------------
+# conversions for the Python API
+
+
+def _as_map(m) -> torch.Tensor | None:
+    if m is None:
+        return None
+    if isinstance(m, torch.Tensor):
+        return m.float()
+    from PIL import Image
+
+    if isinstance(m, Image.Image):
+        m = np.asarray(m.convert("L"), dtype=np.float32) / 255
+    a = np.asarray(m)
+    if a.dtype == np.uint8:
+        a = a.astype(np.float32) / 255
+    elif a.dtype == np.uint16:
+        a = a.astype(np.float32) / 65535
+    if a.ndim == 3:
+        a = a.mean(-1)
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
+
+def _array_to_picture(a: np.ndarray) -> Picture:
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(f"expected an HxW or HxWxC array with C in 1-4, got shape {a.shape}")
+    if a.dtype == np.uint8:
+        f, bits = a.astype(np.float32) / 255, 8
+    elif a.dtype == np.uint16:
+        f, bits = a.astype(np.float32) / 65535, 16
+    elif np.issubdtype(a.dtype, np.floating):
+        f, bits = a.astype(np.float32), 8
+    else:
+        raise TypeError(f"unsupported array dtype {a.dtype}; use uint8, uint16 or float")
+    c = f.shape[-1]
+    if c in (2, 4):
+        return Picture(np.ascontiguousarray(f[..., :-1]), np.ascontiguousarray(f[..., -1]), bits)
+    return Picture(np.ascontiguousarray(f), None, bits)
+
+
+def _picture_to_array(pic: Picture, like: np.ndarray) -> np.ndarray:
+    f = pic.pixels if pic.alpha is None else np.concatenate([pic.pixels, pic.alpha[..., None]], -1)
+    if like.ndim == 2:
+        f = f[..., 0]
+    if like.dtype == np.uint8:
+        return (np.clip(f, 0, 1) * 255).round().astype(np.uint8)
+    if like.dtype == np.uint16:
+        return (np.clip(f, 0, 1) * 65535).round().astype(np.uint16)
+    return f.astype(like.dtype)

@@ -1,0 +1,149 @@
+"""LRNet: a time-conditioned residual conv trunk that works at LR resolution.
+
+The HR-size state ``x_t`` and condition ``up(LR)`` are pixel-unshuffled by the
+scale factor, so every convolution runs on ``scale**2`` times fewer pixels, and
+the output is pixel-shuffled back to an HR-size velocity. ``t`` is a scalar per
+image or a per-pixel map; it enters every block through FiLM, computed per LR
+pixel when ``t`` is a map, so the realism dial can vary across the image.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from snapsr.model.backbones.prompt import PromptFiLM
+from snapsr.model.backbones.registry import register
+
+
+@dataclass(frozen=True)
+class LRNetConfig:
+    scale: int = 4
+    channels: int = 64
+    blocks: int = 12
+    t_features: int = 16  # Fourier features of t
+    image_channels: int = 3
+    prompt_dim: int = 0  # > 0: accept visual prompt tokens of this width (RCOD's injection)
+
+
+def t_as_map(t: torch.Tensor | float, batch: int, like: torch.Tensor) -> torch.Tensor:
+    """Any accepted form of ``t`` -> ``(B, 1, h, w)`` with h, w either 1 or the image's size."""
+    t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
+    if t.ndim == 0:
+        return t.expand(batch).reshape(batch, 1, 1, 1)
+    if t.ndim == 1:
+        if t.shape[0] not in (1, batch):
+            raise ValueError(f"t has {t.shape[0]} values for a batch of {batch}")
+        return t.expand(batch).reshape(batch, 1, 1, 1)
+    if t.ndim == 3:
+        t = t.unsqueeze(1)
+    if t.ndim != 4 or t.shape[1] != 1:
+        raise ValueError(f"t must be a scalar, (B,), (B,H,W) or (B,1,H,W); got shape {tuple(t.shape)}")
+    return t.expand(batch, 1, *t.shape[-2:])
+
+
+class FourierTime(nn.Module):
+    def __init__(self, features: int):
+        super().__init__()
+        # Fixed log-spaced frequencies: t in [0, 1] needs only a handful.
+        self.register_buffer("freqs", torch.exp(torch.linspace(0, math.log(64.0), features // 2)) * math.pi)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:  # (B,1,h,w) -> (B,F,h,w)
+        arg = t * self.freqs.view(1, -1, 1, 1).to(t.dtype)
+        return torch.cat([torch.sin(arg), torch.cos(arg)], dim=1)
+
+
+class FiLMBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.film = nn.Conv2d(channels, 2 * channels, 1)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+        with torch.no_grad():  # blocks start close to the identity
+            self.conv2.weight.mul_(0.1)
+
+    def forward(self, z: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.film(emb).chunk(2, dim=1)
+        if not torch.is_grad_enabled() and z.shape[0] == 1 and emb.shape[-2:] == (1, 1):
+            # Inference with one t per image: fold FiLM into conv1's weights and bias, so
+            # the activations are read once instead of three times (conv, scale, shift).
+            g = (1 + scale).reshape(-1)
+            w = self.conv1.weight * g.view(-1, 1, 1, 1).to(self.conv1.weight.dtype)
+            b = self.conv1.bias * g + shift.reshape(-1)
+            h = F.conv2d(z, w, b, padding=1)
+        else:
+            h = self.conv1(z) * (1 + scale) + shift
+        return z + self.conv2(F.silu(h))
+
+
+class LRNet(nn.Module):
+    def __init__(self, cfg: LRNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        s, c, C = cfg.scale, cfg.image_channels, cfg.channels
+        self.head = nn.Conv2d(2 * c * s * s, C, 3, padding=1)
+        self.time = nn.Sequential(
+            FourierTime(cfg.t_features), nn.Conv2d(cfg.t_features, C, 1), nn.SiLU(), nn.Conv2d(C, C, 1), nn.SiLU()
+        )
+        self.blocks = nn.ModuleList(FiLMBlock(C) for _ in range(cfg.blocks))
+        self.prompt = PromptFiLM(cfg.prompt_dim, C) if cfg.prompt_dim > 0 else None
+        self.tail = nn.Conv2d(C, c * s * s, 3, padding=1)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    @property
+    def hparams(self) -> dict:
+        return asdict(self.cfg)
+
+    def forward(
+        self, x_t: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor, prompt: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``prompt``: visual tokens ``(B, K, D)``, required when built with ``prompt_dim > 0``."""
+        if (prompt is None) != (self.prompt is None):
+            raise ValueError("this backbone " + ("needs" if self.prompt is not None else "takes no") + " prompt tokens")
+        s = self.cfg.scale
+        B, _, H, W = x_t.shape
+        ph, pw = (-H) % s, (-W) % s
+        t = t_as_map(t, B, x_t)
+        if ph or pw:  # the unshuffle needs multiples of s; pad, then crop back
+            x_t = F.pad(x_t, (0, pw, 0, ph), mode="replicate")
+            cond = F.pad(cond, (0, pw, 0, ph), mode="replicate")
+            if t.shape[-1] > 1:
+                t = F.pad(t, (0, pw, 0, ph), mode="replicate")
+        if t.shape[-1] > 1:
+            t = F.avg_pool2d(t, s)
+        # HR-size tensors with 3 channels are fastest in plain NCHW; the trunk runs channels_last
+        # (oneDNN's fast layout on CPUs, tensor cores on GPUs).
+        u = F.pixel_unshuffle(torch.cat([x_t.contiguous(), cond.contiguous()], dim=1), s)
+        z = self.head(u.contiguous(memory_format=torch.channels_last))
+        emb = self.time(t)
+        if prompt is not None:
+            emb = emb + self.prompt(prompt).to(emb.dtype)
+        for block in self.blocks:
+            z = block(z, emb)
+        v = F.pixel_shuffle(self.tail(z).contiguous(), s)
+        return v[..., :H, :W]
+
+
+@register("lrnet_s")
+def lrnet_s(*, scale: int, prompt_dim: int = 0) -> LRNet:
+    """About 0.9M parameters: the CPU-fast size."""
+    return LRNet(LRNetConfig(scale=scale, channels=64, blocks=12, prompt_dim=prompt_dim))
+
+
+@register("lrnet_b")
+def lrnet_b(*, scale: int, prompt_dim: int = 0) -> LRNet:
+    """About 4.8M parameters: the larger size, for a GPU."""
+    return LRNet(LRNetConfig(scale=scale, channels=128, blocks=16, prompt_dim=prompt_dim))
+
+
+@register("lrnet_t")
+def lrnet_t(*, scale: int, prompt_dim: int = 0) -> LRNet:
+    """A few thousand parameters: for tests and smoke runs only."""
+    return LRNet(LRNetConfig(scale=scale, channels=8, blocks=2, t_features=4, prompt_dim=prompt_dim))

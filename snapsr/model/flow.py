@@ -1,0 +1,134 @@
+"""FlowSR: the conditional rectified flow of OFTSR around any registered backbone.
+
+The wrapper owns the start state, the path, the training loss and sampling; the
+backbone is only ``f(x_t, t, cond) -> v`` (as k-diffusion's ``Denoiser`` wraps
+its inner model), so swapping backbones touches neither training nor sampling.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from snapsr.model import backbones
+from snapsr.model.backbones.prompt import DegradationEncoder, PromptConfig
+from snapsr.model.config import FlowConfig
+from snapsr.model.path import LinearPath, expand_t
+from snapsr.model.samplers import SAMPLERS, time_grid
+
+
+def upsample(lr: torch.Tensor, scale: int) -> torch.Tensor:
+    """``up(LR)``: bicubic to exactly ``scale`` times the LR size."""
+    h, w = lr.shape[-2:]
+    return F.interpolate(lr, size=(h * scale, w * scale), mode="bicubic", align_corners=False)
+
+
+class FlowSR(nn.Module):
+    def __init__(self, cfg: FlowConfig, backbone: nn.Module | None = None):
+        super().__init__()
+        if not 0.0 <= cfg.sigma_p < 1.0:
+            raise ValueError(f"sigma_p must be in [0, 1), got {cfg.sigma_p}")
+        self.cfg = cfg
+        prompt_dim = cfg.prompt_dim if cfg.prompt else 0
+        self.backbone = (
+            backbone if backbone is not None else backbones.create(cfg.backbone, scale=cfg.scale, prompt_dim=prompt_dim)
+        )
+        self.encoder = (
+            DegradationEncoder(PromptConfig(tokens=cfg.prompt_tokens, dim=cfg.prompt_dim), cfg.scale)
+            if cfg.prompt or cfg.estimator
+            else None
+        )
+        self.path = LinearPath()
+
+    # -- the formulation -------------------------------------------------------
+    def condition(self, lr: torch.Tensor) -> torch.Tensor:
+        return upsample(lr, self.cfg.scale)
+
+    def start(self, cond: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """``x_0 = sqrt(1 - sigma_p^2) * up(LR) + sigma_p * eps`` (OFTSR eq. 5)."""
+        s = self.cfg.sigma_p
+        return math.sqrt(1.0 - s * s) * cond + s * eps
+
+    def precond(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(c_skip, c_out, c_in)`` at time ``t``, after EDM's preconditioning (Karras et al. 2022, sec. 5).
+
+        With ``y = x_t - a up(LR)`` (``a = sqrt(1 - sigma_p^2)``), ``r = x_1 - a up(LR)`` of RMS
+        ``sigma_data`` and ``eps`` independent: ``y = t r + (1 - t) sigma_p eps`` and
+        ``v = r - sigma_p eps``. ``c_skip y`` is the best linear guess of ``v`` from ``y``, ``c_out``
+        the RMS of what is left and ``c_in`` makes the backbone's input unit-variance, so the
+        backbone learns only the unit-variance remainder at every t.
+        """
+        d2, s2 = self.cfg.sigma_data**2, self.cfg.sigma_p**2
+        var_y = (t * t * d2 + (1 - t) ** 2 * s2).clamp_min(1e-6)
+        cov = t * d2 - (1 - t) * s2
+        c_skip = cov / var_y
+        c_out = (d2 + s2 - cov * cov / var_y).clamp_min(1e-8).sqrt()
+        return c_skip, c_out, var_y.rsqrt()
+
+    def velocity(self, x_t: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor) -> torch.Tensor:
+        # Visual prompt tokens come from cond itself, so every caller (samplers, tiles) gets them.
+        extra = {"prompt": self.encoder(cond)[0]} if self.cfg.prompt else {}
+        if not self.cfg.precond:
+            return self.backbone(x_t, t, cond, **extra)
+        c_skip, c_out, c_in = self.precond(expand_t(t, x_t).float())
+        y = x_t - math.sqrt(1.0 - self.cfg.sigma_p**2) * cond
+        return c_skip * y + c_out * self.backbone(c_in * y, t, cond, **extra)
+
+    def one_step(self, x_0: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor) -> torch.Tensor:
+        """The one-step output ``x_0 + v(x_0, t)``: a student's upscale at dial ``t`` (a number, one per
+        image, or a per-pixel map), the teacher's posterior mean at ``t = 0``."""
+        return x_0 + self.velocity(x_0, t, cond)
+
+    def realism_map(self, cond: torch.Tensor) -> torch.Tensor:
+        """RCOD's estimate of the dial for each region of ``cond = up(LR)``: ``(B, 1, H, W)`` in [0, 1]."""
+        if not self.cfg.estimator:
+            raise ValueError("these weights have no realism estimator (trained without rcod.estimator)")
+        level = self.encoder(cond)[1].float()
+        return F.interpolate(level, size=cond.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
+
+    forward = velocity
+
+    # -- training --------------------------------------------------------------
+    def loss(
+        self,
+        lr: torch.Tensor,
+        hr: torch.Tensor,
+        *,
+        t: torch.Tensor | None = None,
+        eps: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Conditional flow matching: ``|| f(x_t, t, up(LR)) - (x_1 - x_0) ||^2``, t ~ U[0, 1]."""
+        cond = self.condition(lr)
+        if eps is None:
+            eps = torch.randn(hr.shape, generator=generator, device="cpu").to(hr)
+        if t is None:
+            t = torch.rand(hr.shape[0], generator=generator, device="cpu").to(hr)
+        ps = self.path.sample(x_0=self.start(cond, eps), x_1=hr, t=t)
+        v = self.velocity(ps.x_t, t, cond)
+        return F.mse_loss(v.float(), ps.dx_t.float())
+
+    # -- inference -------------------------------------------------------------
+    @torch.no_grad()
+    def sample(
+        self,
+        lr: torch.Tensor,
+        *,
+        steps: int = 1,
+        sampler: str = "euler",
+        eps: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        t_end: float = 1.0,
+        callback=None,
+    ) -> torch.Tensor:
+        """Integrate the ODE from ``x_0`` to ``t_end`` in ``steps`` steps; one step is ``x_0 + v``."""
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
+        cond = self.condition(lr)
+        if eps is None:
+            eps = torch.randn(cond.shape, generator=generator, device="cpu").to(cond)
+        x = self.start(cond, eps)
+        return SAMPLERS[sampler](self.velocity, x, time_grid(steps, t_end), cond=cond, callback=callback)

@@ -1,0 +1,88 @@
+"""VPD-SR's perception terms composed with weights: semantic (CLIP), high-frequency, LPIPS, adversarial.
+
+Every term is off at weight 0 and then costs nothing; a term whose weights live on disk
+(CLIP, LPIPS) fails at construction with the missing path named, never silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from snapsr.train.losses.adversarial import PatchDiscriminator, d_hinge, g_hinge
+from snapsr.train.losses.hfp import hfp_loss
+from snapsr.train.losses.semantic import SemanticEncoder, semantic_loss  # torch only; transformers loads lazily
+
+
+@dataclass(frozen=True)
+class PerceptionConfig:
+    w_hfp: float = 0.0  # High-Frequency Perception loss
+    hfp_levels: int = 2
+    w_semantic: float = 0.0  # Explicit Semantic Supervision
+    clip_path: str = ""  # local CLIP folder (config.json + model.safetensors)
+    w_lpips: float = 0.0
+    lpips_dir: str = ""  # folder with vgg16-397923af.pth and vgg.pth
+    w_adv: float = 0.0  # generator's hinge loss against the patch discriminator
+    adv_start: int = 0  # no adversarial term before this step (let the generator settle first)
+    adv_ramp: int = 500  # then its weight rises linearly over this many steps
+    d_lr: float = 1e-4
+    d_channels: int = 64
+
+    @property
+    def active(self) -> bool:
+        return any(w > 0 for w in (self.w_hfp, self.w_semantic, self.w_lpips, self.w_adv))
+
+
+class PerceptionLoss(nn.Module):
+    def __init__(self, cfg: PerceptionConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.semantic = self.lpips = self.critic = None
+        if cfg.w_semantic > 0:
+            self.semantic = SemanticEncoder.from_path(cfg.clip_path)
+        if cfg.w_lpips > 0:
+            from snapsr.eval.perceptual import LPIPS
+
+            if not cfg.lpips_dir:
+                raise FileNotFoundError("perception.w_lpips > 0 needs perception.lpips_dir (a local folder)")
+            self.lpips = LPIPS.from_files(Path(cfg.lpips_dir))
+        if cfg.w_adv > 0:
+            # Frozen except inside its own step (loop._critic_step): the generator's backward
+            # must not fill its gradients, and DDP must not expect them.
+            self.critic = PatchDiscriminator(cfg.d_channels).requires_grad_(False)
+
+    def adv_weight(self, step: int) -> float:
+        c = self.cfg
+        if c.w_adv <= 0 or step < c.adv_start:
+            return 0.0
+        return c.w_adv * min(1.0, (step - c.adv_start + 1) / max(c.adv_ramp, 1))
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor, cond: torch.Tensor, step: int, weight=1.0) -> torch.Tensor:
+        """The weighted sum of the active terms; ``weight`` (a scalar or ``(B,)``) scales them per image."""
+        c = self.cfg
+        w = torch.as_tensor(weight, dtype=torch.float32, device=sr.device)
+        if w.ndim == 0:
+            w = w.expand(sr.shape[0])
+        keep = w > 0
+        if not keep.any():
+            return sr.new_zeros((), dtype=torch.float32)
+        # Terms are means over the images that get a weight; the mean weight scales them.
+        sr, hr, cond, scale = sr[keep], hr[keep], cond[keep], w[keep].mean() * keep.float().mean()
+        total = sr.new_zeros((), dtype=torch.float32)
+        if c.w_hfp > 0:
+            total = total + c.w_hfp * hfp_loss(sr, hr, levels=c.hfp_levels)
+        if self.semantic is not None:
+            total = total + c.w_semantic * semantic_loss(self.semantic, sr, hr)
+        if self.lpips is not None:
+            total = total + c.w_lpips * self.lpips(sr.float(), hr.float()).mean()
+        a = self.adv_weight(step)
+        if self.critic is not None and a > 0:
+            total = total + a * g_hinge(self.critic(sr, cond))
+        return scale * total
+
+    def critic_loss(self, fake: torch.Tensor, hr: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """The discriminator's hinge loss on a detached fake batch and the real one."""
+        return d_hinge(self.critic(hr, cond), self.critic(fake.detach(), cond))
