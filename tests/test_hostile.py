@@ -482,9 +482,11 @@ def test_streamed_output_equals_the_whole_image_output(tmp_path, tiny_weights, k
     up = Upscaler.from_pretrained(str(tiny_weights), tile=16, tile_overlap=6)
     rmap = torch.linspace(0, 1, 53).repeat(37, 1)
     jobs, _ = batch.collect([str(d)], str(tmp_path / "whole"), False)
-    whole = batch.run(up, jobs, realism_map=rmap, progress=False, log=lambda m: None)
+    dial = up.realism(realism_map=rmap)
+    whole = batch.run(up, jobs, batch.BatchOptions(realism=dial), progress=False, log=lambda m: None)
     jobs, _ = batch.collect([str(d)], str(tmp_path / "stream"), False)
-    streamed = batch.run(up, jobs, realism_map=rmap, progress=False, log=lambda m: None, stream_above=0)
+    options = batch.BatchOptions(realism=dial, stream_above=0)
+    streamed = batch.run(up, jobs, options, progress=False, log=lambda m: None)
     assert whole.count("written") == streamed.count("written") == 1
     out = next((tmp_path / "whole").iterdir()).name
     a, b = read_image(tmp_path / "whole" / out), read_image(tmp_path / "stream" / out)

@@ -130,3 +130,45 @@ def test_api_pil_16bit_grey_stays_16bit(tiny_weights):
     assert out.mode in ("I;16", "I") and out.size == (48, 40)
     arr = np.asarray(out)
     assert arr.max() > 255 and np.any(arr % 257 != 0)  # more than 8 bits of levels survive
+
+
+def test_realism_is_checked_once_into_one_value(tiny_weights):
+    from snapsr.infer.realism import Realism
+
+    up = Upscaler.from_pretrained(str(tiny_weights))
+    assert up.realism().value == up.default_realism and up.realism("0.25").value == 0.25
+    assert up.realism(1).label == "1" and up.realism(realism_map=torch.zeros(4, 4)).label == "map"
+    for bad in (1.5, -0.1, float("nan"), "loud", [0.5]):
+        with pytest.raises(ValueError, match="realism must be"):
+            up.realism(bad)
+    with pytest.raises(ValueError, match="not both"):
+        up.upscale_tensor(torch.rand(1, 3, 8, 8), realism=0.5, realism_map=torch.zeros(8, 8))
+    with pytest.raises(ValueError, match="estimator"):
+        Realism.parse("auto", estimator=False)
+    with pytest.raises(ValueError, match="NaN"):
+        Realism.parse(realism_map=torch.full((3, 3), float("nan")))
+    m = Realism.parse(realism_map=np.array([[0, 255]], np.uint8)).at_size(2, 4)
+    assert m.map.shape == (1, 1, 2, 4) and m.map.min() == 0 and m.map.max() == 1
+    assert torch.equal(m.for_tile(0, 2, 2, 2, None, "cpu"), m.map[..., :, 2:4])
+
+
+def test_samplers_report_what_each_step_knew_and_the_teacher_dial_uses_it():
+    from snapsr.model.config import FlowConfig
+    from snapsr.model.flow import FlowSR
+    from snapsr.model.samplers import SAMPLERS, time_grid
+    from tests.conftest import perturbed
+
+    m = perturbed(FlowConfig(scale=2, backbone="lrnet_t"), 1).eval()
+    cond = torch.rand(1, 3, 12, 12)
+    x_0 = m.start(cond, torch.randn_like(cond))
+    with torch.no_grad():
+        mean = m.one_step(x_0, 0.0, cond)
+        for name, sampler in SAMPLERS.items():
+            seen = []
+            out = sampler(m.velocity, x_0, time_grid(3), cond=cond, callback=seen.append)
+            assert [d["i"] for d in seen] == [0, 1, 2] and torch.equal(seen[-1]["x_next"], out)
+            assert torch.allclose(seen[0]["denoised"], mean, atol=1e-6), name  # x_0 + (1 - 0) v(x_0, 0)
+            half = m.at_realism(x_0, 0.5, cond, one_step=False, steps=3, sampler=name)
+            assert torch.allclose(half, (mean + out) / 2, atol=1e-5)
+        assert torch.equal(m.at_realism(x_0, 0.7, cond, one_step=True), m.one_step(x_0, 0.7, cond))
+        assert isinstance(m, FlowSR)

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import click
 
-from snapsr.cli.common import parse_realism
-
 
 @click.command("eval")
 @click.option("--sr", "sr_dirs", multiple=True, help="Score existing outputs: DIR or NAME=DIR (repeatable).")
@@ -193,7 +191,10 @@ def _eval(
         if up is not None:
             step_list = [int(v) for v in steps.split(",")] if steps else [up.steps]
             kind = up.card.kind or "model"
-            dial = [parse_realism(v.strip()) for v in (realism or str(up.default_realism)).split(",")]
+            try:  # every dial value checked before anything runs
+                dial = [up.realism(v.strip()) for v in realism.split(",")] if realism else [up.realism()]
+            except ValueError as e:
+                raise click.BadParameter(str(e), param_hint="--realism") from e
             for smp in sampler.split(","):
                 for n in step_list:
                     series = "one step" if kind == "student" else f"{smp} {n} step{'s' * (n > 1)}"
@@ -203,9 +204,9 @@ def _eval(
                         def run(lr, name, u=u, r=r):
                             return u.upscale_tensor(lr, realism=r, seed=seed)
 
-                        rs = r if r == "auto" else f"{r:g}"
                         # "auto" is a point of its own on the plot, not a step of the sweep
-                        score(f"{series}, realism {rs}", run, rs, *((series, r) if r != "auto" else ()))
+                        sweep = () if r.auto else (series, r.value)
+                        score(f"{series}, realism {r.label}", run, r.label, *sweep)
         if pairs:
             if hr_path is not None:
                 hr_crops = [evaluate.strip_crop(read_rgb(hr_p), w, strip_size) for (_, hr_p), w in zip(pairs, windows)]

@@ -7,8 +7,6 @@ import sys
 
 import click
 
-from snapsr.cli.common import parse_realism
-
 
 @click.command()
 @click.argument("inputs", nargs=-1, required=True)
@@ -97,22 +95,16 @@ def upscale(
     from snapsr.infer import batch
     from snapsr.infer.upscaler import Upscaler
 
-    r = None if realism is None else parse_realism(realism)
     if realism is not None and realism_map:
         raise click.UsageError("give --realism (one value or auto) or --realism-map (a value per pixel), not both")
-    if scale is not None and scale <= 0:
-        raise click.BadParameter("--scale must be positive")
     rmap = None
     if realism_map:
         from snapsr.infer.imageio import ImageReadError, read_image
 
         try:
-            pic = read_image(realism_map)
+            rmap = read_image(realism_map).pixels
         except ImageReadError as e:
             raise click.BadParameter(str(e), param_hint="--realism-map") from e
-        import torch
-
-        rmap = torch.from_numpy(pic.pixels.mean(-1))
     is_onnx = str(weights or "").endswith(".onnx")
     if backend != "auto" and (backend == "onnxruntime") != is_onnx:
         need = "a .onnx file (snapsr export --onnx)" if backend == "onnxruntime" else "a .safetensors file"
@@ -131,31 +123,26 @@ def upscale(
         )
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         raise click.ClickException(str(e)) from e
-    if r == "auto" and not up.model.cfg.estimator:
-        raise click.BadParameter(
-            f"{weights or 'the bundled model'} has no realism estimator; "
-            "give a number, or weights trained with rcod.estimator",
-            param_hint="--realism",
+    try:
+        options = batch.BatchOptions(
+            realism=up.realism(realism, rmap),  # the dial, checked once
+            seed=seed,
+            scale=scale,
+            fmt=fmt,
+            quality=quality,
+            template=template,
+            overwrite=overwrite,
+            overwrite_inputs=overwrite_inputs,
+            max_pixels=max_pixels,
+            max_output_pixels=max_output_pixels,
         )
+    except ValueError as e:
+        hint = "--realism-map" if rmap is not None else "--realism" if "realism" in str(e) else "--scale"
+        raise click.BadParameter(str(e), param_hint=hint) from e
     jobs, missing = batch.collect(list(inputs), output, recursive)
     for m in missing:
         click.echo(f"{'warning' if m.status == 'empty' else 'error'}: {m.src}: {m.message}", err=True)
-    summary = batch.run(
-        up,
-        jobs,
-        fmt=fmt,
-        quality=quality,
-        template=template,
-        overwrite=overwrite,
-        overwrite_inputs=overwrite_inputs,
-        realism=r,
-        realism_map=rmap,
-        seed=seed,
-        scale=scale,
-        max_pixels=max_pixels,
-        max_output_pixels=max_output_pixels,
-        progress=not quiet and sys.stderr.isatty(),
-    )
+    summary = batch.run(up, jobs, options, progress=not quiet and sys.stderr.isatty())
     summary.outcomes = missing + summary.outcomes
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2))

@@ -21,6 +21,7 @@ from snapsr import atomic
 from snapsr.errors import first_line
 from snapsr.infer.imageio import EXTENSIONS, FORMATS, ImageReadError, list_files, read_image
 from snapsr.infer.imagewrite import output_format, write_image, write_rows
+from snapsr.infer.realism import Realism
 
 DEFAULT_MAX_OUTPUT_PIXELS = 400_000_000  # a 6000x4000 photo at x4 is 384 MP
 # Outputs above this stream to their file in bands of rows (Upscaler.upscale_picture_rows), so memory
@@ -171,34 +172,44 @@ def plan(jobs: list[Job], *, fmt: str, template: str, scale: float) -> tuple[lis
     return runnable, decided
 
 
+@dataclass(frozen=True)
+class BatchOptions:
+    """What a batch asks of the upscaler and how it writes, checked once by the caller (CLI, API,
+    web app) and handed to ``run`` whole."""
+
+    realism: Realism | None = None  # None: the model's default (Upscaler.realism checks a value)
+    seed: int = 0
+    scale: float | None = None  # output scale; None: the model's
+    fmt: str = "same"  # same | png | jpg | webp | tiff
+    quality: int = 95  # JPEG / WebP
+    template: str = "{stem}_x{scale}.{ext}"
+    overwrite: bool = False
+    overwrite_inputs: bool = False
+    max_pixels: int | None = None  # input decompression-bomb limit; None: imageio's default
+    max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS
+    stream_above: int = STREAM_ABOVE
+
+    def __post_init__(self):
+        if self.scale is not None and not self.scale > 0:
+            raise ValueError(f"scale must be positive, got {self.scale}")
+        if not 1 <= self.quality <= 100:
+            raise ValueError(f"quality must be in [1, 100], got {self.quality}")
+
+
 def run(
-    upscaler,
-    jobs: list[Job],
-    *,
-    fmt: str = "same",
-    quality: int = 95,
-    template: str = "{stem}_x{scale}.{ext}",
-    overwrite: bool = False,
-    overwrite_inputs: bool = False,
-    realism: float | str | None = None,  # None: the model's default
-    realism_map=None,
-    seed: int = 0,
-    scale: float | None = None,
-    max_pixels: int | None = None,
-    max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS,
-    stream_above: int = STREAM_ABOVE,
-    progress: bool = True,
-    log=None,
+    upscaler, jobs: list[Job], options: BatchOptions = BatchOptions(), *, progress: bool = True, log=None
 ) -> Summary:
+    o = options
     log = log or (lambda msg: print(msg, file=sys.stderr))
     summary = Summary()
     t_all = time.perf_counter()
-    out_scale = scale if scale is not None else upscaler.scale
-    jobs, decided = plan(jobs, fmt=fmt, template=template, scale=out_scale)
+    out_scale = o.scale if o.scale is not None else upscaler.scale
+    dial = upscaler.realism(o.realism)  # checked here once, before any file
+    jobs, decided = plan(jobs, fmt=o.fmt, template=o.template, scale=out_scale)
     inputs = {j.src.resolve() for j in jobs}  # our own outputs from an earlier run are not inputs
-    for o in decided:
-        if o.status == "failed":
-            log(f"error: {o.message}")
+    for d in decided:
+        if d.status == "failed":
+            log(f"error: {d.message}")
     summary.outcomes += decided
     claimed: dict[Path, Path] = {}
     bar = None
@@ -212,15 +223,15 @@ def run(
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                kw = {} if max_pixels is None else {"max_pixels": max_pixels}
+                kw = {} if o.max_pixels is None else {"max_pixels": o.max_pixels}
                 pic = read_image(job.src, **kw)
             for w in caught:
                 log(f"warning: {job.src}: {w.message}")
             if pic.frames > 1:
                 log(f"warning: {job.src}: {pic.frames} frames; upscaling the first only")
-            fmt_name = output_format(fmt, pic.format)
-            dst = output_path(job, fmt_name, template, out_scale)
-            if dst.resolve() in inputs and not overwrite_inputs:
+            fmt_name = output_format(o.fmt, pic.format)
+            dst = output_path(job, fmt_name, o.template, out_scale)
+            if dst.resolve() in inputs and not o.overwrite_inputs:
                 summary.outcomes.append(
                     Outcome(
                         str(job.src),
@@ -234,19 +245,19 @@ def run(
             other = claimed.setdefault(dst.resolve(), job.src)
             if other != job.src:  # a clash the names did not show (content and extension disagree)
                 raise ValueError(f"its output {dst} is also {other}'s; nothing was written for it")
-            if dst.exists() and not overwrite:
+            if dst.exists() and not o.overwrite:
                 summary.outcomes.append(Outcome(str(job.src), str(dst), "skipped", "output exists"))
                 continue
             w, h = pic.size
             out_w, out_h = max(1, round(w * out_scale)), max(1, round(h * out_scale))
-            if out_w * out_h > max_output_pixels:
+            if out_w * out_h > o.max_output_pixels:
                 raise ValueError(
                     f"the output would be {out_w}x{out_h} = {out_w * out_h / 1e6:,.0f} MP, over the limit of "
-                    f"{max_output_pixels / 1e6:,.0f} MP; raise it with --max-output-pixels"
+                    f"{o.max_output_pixels / 1e6:,.0f} MP; raise it with --max-output-pixels"
                 )
             stream = (
-                out_w * out_h > stream_above
-                and (scale is None or scale == upscaler.scale)
+                out_w * out_h > o.stream_above
+                and (o.scale is None or o.scale == upscaler.scale)
                 and upscaler.options.colorfix == "none"
             )
             tiles_bar = None
@@ -260,9 +271,8 @@ def run(
 
                     tiles_bar = tqdm(total=n, unit="tile", leave=False, position=1, file=sys.stderr)
             kw = dict(
-                realism=realism,
-                realism_map=realism_map,
-                seed=seed,
+                realism=dial,
+                seed=o.seed,
                 progress=(lambda b=tiles_bar: b.update(1)) if tiles_bar is not None else None,
             )
             try:
@@ -271,9 +281,9 @@ def run(
                     try:
                         if stream:  # bands of rows straight to the file: memory bounded whatever the size
                             bands = u.upscale_picture_rows(pic, **kw)
-                            write_rows(dst, bands, out_w, out_h, pic, fmt_name, quality)
+                            write_rows(dst, bands, out_w, out_h, pic, fmt_name, o.quality)
                         else:
-                            write_image(dst, u.upscale_picture(pic, scale=scale, **kw), fmt_name, quality)
+                            write_image(dst, u.upscale_picture(pic, scale=o.scale, **kw), fmt_name, o.quality)
                         break
                     except Exception as e:  # noqa: BLE001
                         if attempt == RETRIES or not _out_of_memory(e):

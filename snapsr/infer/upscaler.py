@@ -29,10 +29,11 @@ from snapsr.infer import colorfix as colorfix_mod
 from snapsr.infer import tiling
 from snapsr.infer.device import resolve_device, resolve_dtype
 from snapsr.infer.imageio import Picture, from_pil, read_image, to_pil
+from snapsr.infer.realism import Realism
 from snapsr.model import pretrained
 from snapsr.model.card import ModelCard
 from snapsr.model.flow import FlowSR
-from snapsr.model.samplers import SAMPLERS, time_grid
+from snapsr.model.samplers import SAMPLERS
 
 
 @dataclass(frozen=True)
@@ -132,44 +133,27 @@ class Upscaler:
 
     # -- the network on one tile -----------------------------------------------
     @torch.no_grad()
-    def _sr_tile(self, lr: torch.Tensor, tile: tiling.Tile, realism: torch.Tensor | float | str, seed: int):
-        s, dev = self.scale, self.device
+    def _sr_tile(self, lr: torch.Tensor, tile: tiling.Tile, dial: Realism, seed: int):
+        s, dev, m = self.scale, self.device, self.model
         lr = lr.to(dev, torch.float32)
-        m = self.model
         with torch.autocast(dev.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
             cond = m.condition(lr)
             eps = tiling.position_noise(seed, cond.shape[1], tile.y0 * s, tile.x0 * s, *cond.shape[-2:], device=dev)
-            r = realism
-            if isinstance(r, str):  # "auto": the estimator's per-region dial for this tile
-                r = m.realism_map(cond).to(cond.dtype)
-            elif isinstance(r, torch.Tensor):
-                r = r[..., tile.y0 * s : (tile.y0 + tile.h) * s, tile.x0 * s : (tile.x0 + tile.w) * s].to(dev)
-                if r.dtype == torch.uint8:  # a compact map (upscale_rows)
-                    r = r.float() / 255
-            if hasattr(m, "upscale_tile"):  # an ONNX graph of the whole step (onnx_model.OnnxFlow)
-                return m.upscale_tile(lr, eps, r if isinstance(r, torch.Tensor) else float(r))
-            x_0 = m.start(cond, eps)
-            if self.card.student:  # OFTSR: one step, and t is the dial
-                return m.one_step(x_0, r if isinstance(r, torch.Tensor) else float(r), cond).float().cpu()
-            if self.steps == 1 or (not isinstance(r, torch.Tensor) and r == 0):
-                return m.one_step(x_0, 0.0, cond).float().cpu()
-            mean = {}
-            n = self.steps
-
-            def first(i, x):
-                if i == 0 and self.options.sampler == "euler":
-                    mean["x"] = x_0 + n * (x - x_0)  # = x_0 + v(x_0, 0)
-
-            sample = SAMPLERS[self.options.sampler](m.velocity, x_0, time_grid(n), cond=cond, callback=first)
-            x_mean = mean["x"] if "x" in mean else m.one_step(x_0, 0.0, cond)
-            out = x_mean + r * (sample - x_mean)
+            t = dial.for_tile(
+                tile.y0 * s, tile.x0 * s, tile.h * s, tile.w * s, lambda: m.realism_map(cond).to(cond.dtype), dev
+            )
+            if hasattr(m, "upscale_tile"):  # an ONNX graph of the whole step (infer/onnx.py OnnxFlow)
+                return m.upscale_tile(lr, eps, t)
+            out = m.at_realism(
+                m.start(cond, eps), t, cond, one_step=self.card.student, steps=self.steps, sampler=self.options.sampler
+            )
         return out.float().cpu()
 
-    def _sr(self, lr: torch.Tensor, realism, seed: int, progress=None) -> torch.Tensor:
+    def _sr(self, lr: torch.Tensor, dial: Realism, seed: int, progress=None) -> torch.Tensor:
         """``lr (1,3,h,w)`` float CPU -> ``(1,3,h*s,w*s)`` float CPU, unclamped."""
         tile, overlap = self.tile_size()
         return tiling.run_tiled(
-            lambda t_lr, t: self._sr_tile(t_lr, t, realism, seed),
+            lambda t_lr, t: self._sr_tile(t_lr, t, dial, seed),
             lr,
             self.scale,
             tile,
@@ -183,8 +167,8 @@ class Upscaler:
         self,
         lr: torch.Tensor,
         *,
-        realism: float | str | None = None,
-        realism_map: torch.Tensor | None = None,
+        realism: float | str | Realism | None = None,
+        realism_map=None,
         seed: int = 0,
         scale: float | None = None,
         progress=None,
@@ -192,11 +176,11 @@ class Upscaler:
         """``(1,C,h,w)`` float in [0, 1] (C = 1 or 3) -> upscaled ``(1,C,H,W)`` in [0, 1] on the CPU.
 
         ``realism="auto"``: the model's RCOD estimator sets the dial per region from the LR;
-        ``None``: the model's ``default_realism``.
+        ``None``: the model's ``default_realism``; ``realism_map``: a value per pixel (see ``Realism``).
         """
-        x, r, lo, span, grey = self._prepare(lr, realism, realism_map)
+        x, dial, lo, span, grey = self._prepare(lr, self.realism(realism, realism_map))
         h, w = x.shape[-2:]
-        out = self._sr(x, r, seed, progress)
+        out = self._sr(x, dial, seed, progress)
         if self.options.colorfix != "none":
             out = colorfix_mod.apply(self.options.colorfix, out, self.model.condition(x))
         if span is not None:
@@ -216,40 +200,31 @@ class Upscaler:
         """
         if self.options.colorfix != "none":
             raise ValueError("colour fix needs the whole output; use upscale_tensor")
-        x, r, lo, span, grey = self._prepare(lr, realism, realism_map, compact=True)
+        x, dial, lo, span, grey = self._prepare(lr, self.realism(realism, realism_map), compact=True)
         tile, overlap = self.tile_size(stream_width=x.shape[-1] * self.scale)
-        fn = lambda t_lr, t: self._sr_tile(t_lr, t, r, seed)  # noqa: E731
+        fn = lambda t_lr, t: self._sr_tile(t_lr, t, dial, seed)  # noqa: E731
         for y, rows in tiling.tiled_rows(fn, x, self.scale, tile, overlap, out_channels=3, progress=progress):
             if span is not None:
                 rows.mul_(span).add_(lo)
             rows.clamp_(0, 1)  # in place: the band is ours until the next one
             yield y, rows.mean(1, keepdim=True) if grey else rows
 
-    def _prepare(self, lr: torch.Tensor, realism, realism_map, compact: bool = False):
-        """The checks and the network's input: ``(x (1,3,h,w), dial, lo, span, grey)``."""
-        if realism is None:
-            realism = self.default_realism
+    def realism(self, realism=None, realism_map=None) -> Realism:
+        """The dial, checked once (``Realism.parse``): None is this model's default value."""
+        return Realism.parse(realism, realism_map, default=self.default_realism, estimator=self.model.cfg.estimator)
+
+    def _prepare(self, lr: torch.Tensor, dial: Realism, compact: bool = False):
+        """The checks and the network's input: ``(x (1,3,h,w), dial at output size, lo, span, grey)``."""
         if lr.ndim != 4 or lr.shape[0] != 1 or lr.shape[1] not in (1, 3):
             raise ValueError(f"expected a (1, 1 or 3, H, W) tensor, got {tuple(lr.shape)}")
-        if realism == "auto":
-            if not self.model.cfg.estimator:
-                raise ValueError("realism 'auto' needs weights with a realism estimator (trained with rcod.estimator)")
-        elif not 0.0 <= realism <= 1.0:
-            raise ValueError(f"realism must be in [0, 1] or 'auto', got {realism}")
         grey = lr.shape[1] == 1
         x = lr.detach().float().cpu()
         x = x.expand(-1, 3, -1, -1).contiguous() if grey else x
         h, w = x.shape[-2:]
-        s = self.scale
-        r: torch.Tensor | float | str = realism
-        if realism_map is not None:
-            rm = realism_map.detach().float().cpu()
-            rm = rm.view(1, 1, *rm.shape[-2:])
-            r = _map_8bit(rm, h * s, w * s) if compact else _map_float(rm, h * s, w * s)
         lo, span = _levels(x)
         if span is not None:  # a dark or flat image: the network works on its own range (see _levels)
             x = (x - lo) / span
-        return x, r, lo, span, grey
+        return x, dial.at_size(h * self.scale, w * self.scale, compact), lo, span, grey
 
     def upscale_picture_rows(self, pic: Picture, **kw):
         """``upscale_picture`` in bands (see ``upscale_rows``): yields ``(y, pixels (n,W,C), alpha (n,W) or None)``."""
@@ -274,15 +249,14 @@ class Upscaler:
     def up(
         self,
         image,
-        realism: float | str | None = None,
+        realism: float | str | Realism | None = None,
         realism_map=None,
         seed: int = 0,
         scale: float | None = None,
     ):
         """Upscale a PIL image, a numpy array (uint8, uint16 or float in [0, 1]; HxW or HxWxC) or a
         torch tensor (CxHxW or 1xCxHxW, float in [0, 1]); returns the same kind."""
-        rmap = _as_map(realism_map)
-        kw = {"realism": realism, "realism_map": rmap, "seed": seed, "scale": scale}
+        kw = {"realism": self.realism(realism, realism_map), "seed": seed, "scale": scale}
         if isinstance(image, torch.Tensor):
             batched = image.ndim == 4
             x = image if batched else image.unsqueeze(0)
@@ -299,24 +273,6 @@ class Upscaler:
         raise TypeError(f"cannot upscale a {type(image).__name__}; give a PIL image, numpy array or tensor")
 
     __call__ = up
-
-
-def _map_float(rm: torch.Tensor, H: int, W: int) -> torch.Tensor:
-    return F.interpolate(rm, size=(H, W), mode="bilinear", align_corners=False).clamp(0, 1)
-
-
-def _map_8bit(rm: torch.Tensor, H: int, W: int, chunk: int = 512) -> torch.Tensor:
-    """``_map_float`` in 8 bits, made ``chunk`` rows at a time (never the float map of a huge output):
-    bilinear sampling at the same pixel centres as ``F.interpolate(align_corners=False)``."""
-    out = torch.empty(1, 1, H, W, dtype=torch.uint8)
-    gx = (torch.arange(W, dtype=torch.float32) + 0.5) * 2 / W - 1
-    for y in range(0, H, chunk):
-        n = min(chunk, H - y)
-        gy = (torch.arange(y, y + n, dtype=torch.float32) + 0.5) * 2 / H - 1
-        grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], -1).unsqueeze(0)
-        v = F.grid_sample(rm, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        out[..., y : y + n, :] = (v.clamp(0, 1) * 255).round().to(torch.uint8)
-    return out
 
 
 def _bicubic_rows(a: torch.Tensor, y: int, n: int, s: int) -> torch.Tensor:
@@ -350,25 +306,6 @@ def _levels(x: torch.Tensor) -> tuple[float, float | None]:
 
 # ---------------------------------------------------------------------------
 # conversions for the Python API
-
-
-def _as_map(m) -> torch.Tensor | None:
-    if m is None:
-        return None
-    if isinstance(m, torch.Tensor):
-        return m.float()
-    from PIL import Image
-
-    if isinstance(m, Image.Image):
-        m = np.asarray(m.convert("L"), dtype=np.float32) / 255
-    a = np.asarray(m)
-    if a.dtype == np.uint8:
-        a = a.astype(np.float32) / 255
-    elif a.dtype == np.uint16:
-        a = a.astype(np.float32) / 65535
-    if a.ndim == 3:
-        a = a.mean(-1)
-    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
 
 
 def _array_to_picture(a: np.ndarray) -> Picture:

@@ -82,6 +82,33 @@ class FlowSR(nn.Module):
         image, or a per-pixel map), the teacher's posterior mean at ``t = 0``."""
         return x_0 + self.velocity(x_0, t, cond)
 
+    def at_realism(
+        self,
+        x_0: torch.Tensor,
+        t: torch.Tensor | float,
+        cond: torch.Tensor,
+        *,
+        one_step: bool,
+        steps: int = 1,
+        sampler: str = "euler",
+    ) -> torch.Tensor:
+        """The output at realism ``t`` (a number, or a per-pixel map ``(B, 1, H, W)``).
+
+        A one-step student (``one_step``, OFTSR): ``t`` is its time input, ``x_0 + v(x_0, t)``. A
+        multi-step flow (the teacher): the posterior mean ``x_0 + v(x_0, 0)`` (highest PSNR) at 0,
+        the ``steps``-step ODE sample at 1, blended between; the mean is the sampler's first
+        prediction (``denoised`` at step 0), so the dial costs no extra network evaluation.
+        """
+        if one_step:
+            return self.one_step(x_0, t, cond)
+        if steps == 1 or (not isinstance(t, torch.Tensor) and t == 0):
+            return self.one_step(x_0, 0.0, cond)
+        first: dict[str, torch.Tensor] = {}
+        sample = SAMPLERS[sampler](
+            self.velocity, x_0, time_grid(steps), cond=cond, callback=lambda d: first.setdefault("mean", d["denoised"])
+        )
+        return first["mean"] + t * (sample - first["mean"])
+
     def realism_map(self, cond: torch.Tensor) -> torch.Tensor:
         """RCOD's estimate of the dial for each region of ``cond = up(LR)``: ``(B, 1, H, W)`` in [0, 1]."""
         if not self.cfg.estimator:

@@ -3,7 +3,9 @@ multi-step sampling are interchangeable (as in k-diffusion's ``sampling.py``).
 
 ``model(x, t, cond) -> v``; ``ts`` is an increasing sequence of times from the
 start state's time to the end time (``[0, 1]`` is one Euler step). A time may
-also be a per-pixel map broadcastable against ``x``.
+also be a per-pixel map broadcastable against ``x``. ``callback`` receives a dict of what the
+step knew (k-diffusion's convention): ``i``, ``t``, the state ``x`` before the step, its velocity
+``v``, ``denoised`` (the HR end predicted from it, ``x + (1 - t) v``) and ``x_next``.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ def sample_euler(model: Velocity, x: torch.Tensor, ts: Sequence, *, cond: torch.
     for i in range(len(ts) - 1):
         t, s = _t(ts[i], x), _t(ts[i + 1], x)
         v = model(x, t, cond)
-        x = x + _dt(s, t, x) * v
+        x_next = x + _dt(s, t, x) * v
         if callback is not None:
-            callback(i, x)
+            callback(_step(i, t, x, v, x_next))
+        x = x_next
     return x
 
 
@@ -38,10 +41,15 @@ def sample_heun(model: Velocity, x: torch.Tensor, ts: Sequence, *, cond: torch.T
         v = model(x, t, cond)
         x_euler = x + dt * v
         v_next = model(x_euler, s, cond)
-        x = x + dt * 0.5 * (v + v_next)
+        x_next = x + dt * 0.5 * (v + v_next)
         if callback is not None:
-            callback(i, x)
+            callback(_step(i, t, x, v, x_next))
+        x = x_next
     return x
+
+
+def _step(i: int, t: torch.Tensor, x: torch.Tensor, v: torch.Tensor, x_next: torch.Tensor) -> dict:
+    return {"i": i, "t": t, "x": x, "v": v, "denoised": x + _dt(torch.ones_like(t), t, x) * v, "x_next": x_next}
 
 
 def _dt(s: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
