@@ -11,6 +11,8 @@ from snapsr.model.samplers import SAMPLERS, sample_euler, sample_heun, time_grid
 
 
 class ConstantVelocity(nn.Module):
+    size_multiple = 1  # the backbone contract (snapsr/model/backbones/registry.py)
+
     def __init__(self, c: float):
         super().__init__()
         self.c = c
@@ -21,6 +23,8 @@ class ConstantVelocity(nn.Module):
 
 class OracleToTarget(nn.Module):
     """v(x_t, t) = (x_1 - x_t) / (1 - t): the straight line to a fixed x_1, so Euler is exact."""
+
+    size_multiple = 1
 
     def __init__(self, x_1):
         super().__init__()

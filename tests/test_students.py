@@ -58,14 +58,15 @@ def test_prompt_backbone_forward_backward_and_guards():
     net = create("lrnet_t", scale=4, prompt_dim=8)
     x, cond = torch.rand(2, 3, 20, 28), torch.rand(2, 3, 20, 28)
     tokens = torch.randn(2, 4, 8, requires_grad=True)
-    for t in (torch.rand(2), torch.rand(2, 1, 20, 28)):
+    for t in (torch.rand(2, 1, 1, 1), torch.rand(2, 1, 20, 28)):  # the contract's forms of t
         v = net(x, t, cond, prompt=tokens)
         assert v.shape == x.shape
         v.square().mean().backward()
+    half = torch.full((2, 1, 1, 1), 0.5)
     with pytest.raises(ValueError, match="needs prompt"):
-        net(x, 0.5, cond)
+        net(x, half, cond)
     with pytest.raises(ValueError, match="takes no prompt"):
-        create("lrnet_t", scale=4)(x, 0.5, cond, prompt=tokens)
+        create("lrnet_t", scale=4)(x, half, cond, prompt=tokens)
 
 
 def test_student_with_rcod_encoder_starts_as_its_teacher_and_estimates_in_range():

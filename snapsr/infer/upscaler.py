@@ -111,12 +111,11 @@ class Upscaler:
     # -- tiles -------------------------------------------------------------------
     def bytes_per_lr_pixel(self) -> int:
         """Working memory per LR pixel of a tile: trunk activations plus HR-size states, with slack."""
-        bb = self.model.backbone
-        channels = getattr(getattr(bb, "cfg", None), "channels", 64)
+        bb = self.model.backbone  # None for an ONNX graph: its trunk is lrnet_s's size
         elt = 2 if self.dtype != torch.float32 else 4
-        s2 = self.scale**2
-        # ~8 live trunk tensors; ~10 HR-size fp32 tensors (x, cond, eps, v, mean, blend); the input.
-        return int(channels * elt * 8 + 3 * s2 * 4 * 10 + 64)
+        trunk = bb.memory_per_lr_pixel(elt) if bb is not None else 64 * elt * 8
+        # ~10 HR-size fp32 tensors (x, cond, eps, v, mean, blend); the input.
+        return int(trunk + 3 * self.scale**2 * 4 * 10 + 64)
 
     def tile_size(self, stream_width: int | None = None) -> tuple[int, int]:
         """LR tile side and overlap from ``max_memory_mb``. Streaming an output ``stream_width`` pixels

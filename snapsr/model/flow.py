@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from snapsr.model import backbones
 from snapsr.model.backbones.prompt import DegradationEncoder, PromptConfig
 from snapsr.model.config import FlowConfig
-from snapsr.model.path import LinearPath, expand_t
+from snapsr.model.path import LinearPath, time_map
 from snapsr.model.samplers import SAMPLERS, time_grid
 
 
@@ -32,10 +32,8 @@ class FlowSR(nn.Module):
         if not 0.0 <= cfg.sigma_p < 1.0:
             raise ValueError(f"sigma_p must be in [0, 1), got {cfg.sigma_p}")
         self.cfg = cfg
-        prompt_dim = cfg.prompt_dim if cfg.prompt else 0
-        self.backbone = (
-            backbone if backbone is not None else backbones.create(cfg.backbone, scale=cfg.scale, prompt_dim=prompt_dim)
-        )
+        hparams = {"prompt_dim": cfg.prompt_dim} if cfg.prompt else {}
+        self.backbone = backbone if backbone is not None else backbones.create(cfg.backbone, scale=cfg.scale, **hparams)
         self.encoder = (
             DegradationEncoder(PromptConfig(tokens=cfg.prompt_tokens, dim=cfg.prompt_dim), cfg.scale)
             if cfg.prompt or cfg.estimator
@@ -69,13 +67,25 @@ class FlowSR(nn.Module):
         return c_skip, c_out, var_y.rsqrt()
 
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor) -> torch.Tensor:
-        # Visual prompt tokens come from cond itself, so every caller (samplers, tiles) gets them.
+        """``v(x_t, t)`` given ``cond = up(LR)``; ``t`` a number, one per image or a per-pixel map.
+
+        The backbone's contract is kept here, once: ``t`` as ``(B, 1, 1, 1)`` or ``(B, 1, H, W)``,
+        sides padded to its size multiple and cropped back, the conditioners' outputs (RCOD's
+        visual prompt tokens, made from ``cond`` itself so every caller gets them) passed on.
+        """
+        B, _, H, W = x_t.shape
+        t = time_map(t, B, x_t)
         extra = {"prompt": self.encoder(cond)[0]} if self.cfg.prompt else {}
+        m = self.backbone.size_multiple
+        ph, pw = (-H) % m, (-W) % m
+        if ph or pw:
+            pad = lambda z: F.pad(z, (0, pw, 0, ph), mode="replicate")  # noqa: E731
+            x_t, cond, t = pad(x_t), pad(cond), pad(t) if t.shape[-1] > 1 else t
         if not self.cfg.precond:
-            return self.backbone(x_t, t, cond, **extra)
-        c_skip, c_out, c_in = self.precond(expand_t(t, x_t).float())
+            return self.backbone(x_t, t, cond, **extra)[..., :H, :W]
+        c_skip, c_out, c_in = self.precond(t.float())
         y = x_t - math.sqrt(1.0 - self.cfg.sigma_p**2) * cond
-        return c_skip * y + c_out * self.backbone(c_in * y, t, cond, **extra)
+        return (c_skip * y + c_out * self.backbone(c_in * y, t, cond, **extra))[..., :H, :W]
 
     def one_step(self, x_0: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor) -> torch.Tensor:
         """The one-step output ``x_0 + v(x_0, t)``: a student's upscale at dial ``t`` (a number, one per

@@ -30,22 +30,6 @@ class LRNetConfig:
     prompt_dim: int = 0  # > 0: accept visual prompt tokens of this width (RCOD's injection)
 
 
-def t_as_map(t: torch.Tensor | float, batch: int, like: torch.Tensor) -> torch.Tensor:
-    """Any accepted form of ``t`` -> ``(B, 1, h, w)`` with h, w either 1 or the image's size."""
-    t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
-    if t.ndim == 0:
-        return t.expand(batch).reshape(batch, 1, 1, 1)
-    if t.ndim == 1:
-        if t.shape[0] not in (1, batch):
-            raise ValueError(f"t has {t.shape[0]} values for a batch of {batch}")
-        return t.expand(batch).reshape(batch, 1, 1, 1)
-    if t.ndim == 3:
-        t = t.unsqueeze(1)
-    if t.ndim != 4 or t.shape[1] != 1:
-        raise ValueError(f"t must be a scalar, (B,), (B,H,W) or (B,1,H,W); got shape {tuple(t.shape)}")
-    return t.expand(batch, 1, *t.shape[-2:])
-
-
 class FourierTime(nn.Module):
     def __init__(self, features: int):
         super().__init__()
@@ -101,21 +85,22 @@ class LRNet(nn.Module):
     def hparams(self) -> dict:
         return asdict(self.cfg)
 
+    @property
+    def size_multiple(self) -> int:
+        return self.cfg.scale  # the pixel unshuffle
+
+    def memory_per_lr_pixel(self, element_bytes: int) -> int:
+        """About 8 live trunk activations of ``channels`` per LR pixel."""
+        return self.cfg.channels * element_bytes * 8
+
     def forward(
-        self, x_t: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor, prompt: torch.Tensor | None = None
+        self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, prompt: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """``prompt``: visual tokens ``(B, K, D)``, required when built with ``prompt_dim > 0``."""
+        """The registry's contract: sizes multiples of ``scale``, ``t`` as ``(B,1,1,1)`` or ``(B,1,H,W)``;
+        ``prompt``: visual tokens ``(B, K, D)``, required when built with ``prompt_dim > 0``."""
         if (prompt is None) != (self.prompt is None):
             raise ValueError("this backbone " + ("needs" if self.prompt is not None else "takes no") + " prompt tokens")
         s = self.cfg.scale
-        B, _, H, W = x_t.shape
-        ph, pw = (-H) % s, (-W) % s
-        t = t_as_map(t, B, x_t)
-        if ph or pw:  # the unshuffle needs multiples of s; pad, then crop back
-            x_t = F.pad(x_t, (0, pw, 0, ph), mode="replicate")
-            cond = F.pad(cond, (0, pw, 0, ph), mode="replicate")
-            if t.shape[-1] > 1:
-                t = F.pad(t, (0, pw, 0, ph), mode="replicate")
         if t.shape[-1] > 1:
             t = F.avg_pool2d(t, s)
         # HR-size tensors with 3 channels are fastest in plain NCHW; the trunk runs channels_last
@@ -127,8 +112,7 @@ class LRNet(nn.Module):
             emb = emb + self.prompt(prompt).to(emb.dtype)
         for block in self.blocks:
             z = block(z, emb)
-        v = F.pixel_shuffle(self.tail(z).contiguous(), s)
-        return v[..., :H, :W]
+        return F.pixel_shuffle(self.tail(z).contiguous(), s)
 
 
 @register("lrnet_s")
