@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from snapsr.cli import bench, degrade, evaluate, export, models, train, upscale
+from snapsr.cli import bench, degrade, evaluate, export, models, serve, train, upscale
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,6 +25,7 @@ for command in (
     train.train,
     bench.bench,
     export.export,
+    serve.serve,
 ):
     main.add_command(command)
 
