@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,8 @@ import time
 from pathlib import Path
 
 from PIL import Image
+
+from snapsr.infer.device import cpu_name
 
 ESRGAN = """
 import sys, numpy as np
@@ -33,16 +34,6 @@ for src in sys.argv[2:]:
     y = (net(x).clip(0, 1).transpose(1, 2, 0) * 255).round().astype(np.uint8)
     Image.fromarray(y).save(f"{sys.argv[1]}/{src.rsplit('/', 1)[-1][:-4]}_esrgan.png")
 """
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def photos(folder: Path, size: tuple[int, int]) -> list[Image.Image]:

@@ -48,6 +48,15 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _dtype_cache(tmp_path_factory, monkeypatch):
+    """--dtype auto's measured choice goes to a per-session file, not the user's cache."""
+    from snapsr.infer import device
+
+    path = tmp_path_factory.getbasetemp() / "dtype.json"
+    monkeypatch.setattr(device, "cache_file", lambda: path)
+
+
 @pytest.fixture()
 def tiny_weights(tmp_path: Path) -> Path:
     """A deterministic tiny x4 model with non-trivial weights, saved as a snapsr weights file."""

@@ -1,8 +1,10 @@
+import json
 import os
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from snapsr import runtime
 
@@ -39,3 +41,32 @@ def test_cli_runs_with_the_tunable_where_wanted(tmp_path):
     assert starts == (["-", runtime.TUNABLE] if wanted else ["-"])
     bad = subprocess.run([sys.executable, "-m", "snapsr", "no-such-command"], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "No such command" in bad.stderr
+
+
+def test_auto_dtype_is_measured_once_per_machine_and_cached(tmp_path, monkeypatch):
+    from snapsr.infer import device
+    from snapsr.model.config import FlowConfig
+    from snapsr.model.flow import FlowSR
+
+    monkeypatch.setattr(device, "cache_file", lambda: tmp_path / "dtype.json")
+    monkeypatch.setattr(device, "cpu_supports_bf16", lambda: True)
+    calls = []
+
+    def timer(model, dtype):
+        calls.append(dtype)
+        return 1.0 if dtype == torch.float32 else 2.0  # fp32 faster on this "machine"
+
+    real_timer = device._time_one_step
+    monkeypatch.setattr(device, "_time_one_step", timer)
+    model = FlowSR(FlowConfig(scale=2, backbone="lrnet_t"))
+    cpu = torch.device("cpu")
+    assert device.resolve_dtype("auto", cpu, model) == torch.float32 and len(calls) == 2
+    assert device.resolve_dtype("auto", cpu, model) == torch.float32 and len(calls) == 2  # from the cache
+    record = json.loads((tmp_path / "dtype.json").read_text())
+    (entry,) = record.values()
+    assert entry == {"dtype": "fp32", "seconds_per_tile": {"fp32": 1.0, "bf16": 2.0}}
+    monkeypatch.setattr(device, "cpu_supports_bf16", lambda: False)  # no bf16 here: no measuring
+    assert device.resolve_dtype("auto", cpu, model) == torch.float32 and len(calls) == 2
+    assert device.resolve_dtype("bf16", cpu) == torch.bfloat16
+    monkeypatch.setattr(device, "cpu_supports_bf16", lambda: True)
+    assert real_timer(model, torch.bfloat16, side=8, repeats=1) > 0  # the real timer runs

@@ -67,10 +67,10 @@ class Upscaler:
         options: UpscaleOptions = UpscaleOptions(),
     ):
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device) if isinstance(dtype, str) else dtype
         self.model = model.eval().requires_grad_(False).to(self.device)
         if self.device.type == "cpu" and isinstance(self.model, torch.nn.Module):
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.dtype = resolve_dtype(dtype, self.device, self.model) if isinstance(dtype, str) else dtype
         self.card = card if isinstance(card, ModelCard) else ModelCard.parse(card or {"flow": to_dict(model.cfg)})
         self.options = _checked(options)
 
