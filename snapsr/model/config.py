@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -12,6 +13,8 @@ class FlowConfig:
     scale: int = 4
     sigma_p: float = 0.2  # start-state noise; OFTSR uses 0.1-0.5
     backbone: str = "lrnet_s"  # a name in snapsr.model.backbones.registry
+    # The backbone's own hyperparameters, e.g. for sd_latent {prior = "DIR", lora_rank = 8}
+    backbone_args: dict[str, Any] = field(default_factory=dict)
     # Preconditioning (FlowSR.precond): the RMS of HR - up(LR), measured at about 0.07 on
     # photos under the second-order degradations at x4 (0.03 under bicubic).
     precond: bool = True
@@ -35,3 +38,11 @@ class FlowConfig:
         for name, ok, what in checks:
             if not ok:
                 raise ValueError(f"flow.{name} must be {what}, got {getattr(self, name)!r}")
+        plain = (str, int, float, bool)
+        args = self.backbone_args
+        if not isinstance(args, dict) or not all(
+            isinstance(k, str)
+            and (isinstance(v, plain) or (isinstance(v, list) and all(isinstance(x, plain) for x in v)))
+            for k, v in args.items()
+        ):
+            raise ValueError(f"flow.backbone_args must be a table of plain values, got {args!r}")

@@ -32,8 +32,10 @@ class FlowSR(nn.Module):
         if not 0.0 <= cfg.sigma_p < 1.0:
             raise ValueError(f"sigma_p must be in [0, 1), got {cfg.sigma_p}")
         self.cfg = cfg
-        hparams = {"prompt_dim": cfg.prompt_dim} if cfg.prompt else {}
+        hparams = {**cfg.backbone_args, **({"prompt_dim": cfg.prompt_dim} if cfg.prompt else {})}
         self.backbone = backbone if backbone is not None else backbones.create(cfg.backbone, scale=cfg.scale, **hparams)
+        if cfg.precond and not getattr(self.backbone, "preconditioned", True):
+            raise ValueError(f"backbone {cfg.backbone} predicts the image itself: set flow.precond = false")
         self.encoder = (
             DegradationEncoder(PromptConfig(tokens=cfg.prompt_tokens, dim=cfg.prompt_dim), cfg.scale)
             if cfg.prompt or cfg.estimator

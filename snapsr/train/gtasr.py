@@ -45,7 +45,7 @@ from snapsr.train.losses.perception import PerceptionConfig
 from snapsr.train.losses.pixel import charbonnier, dial_pixel_loss, edge_loss, phase_pattern_loss
 from snapsr.train.rcod import RCODConfig
 from snapsr.train.recipes import recipe
-from snapsr.train.student import dial_predictors, setup_student
+from snapsr.train.student import dial_predictors, one_step_only, setup_student
 
 
 @dataclass(frozen=True)
@@ -194,6 +194,10 @@ def build_gtasr(cfg: GTASRRunConfig, device: torch.device) -> Recipe:
         base, _ = weights.load_flow(cfg.init)
     else:
         base = FlowSR(cfg.flow)
+    if cfg.gtasr.w_consistency > 0 or cfg.gtasr.w_ta > 0:
+        one_step_only(
+            base.cfg.backbone, "GTASR's consistency and trajectory terms (set gtasr.w_consistency = w_ta = 0)"
+        )
     su = setup_student(cfg, base, device, 0.0, 1.0)
     student, terms = su.student, su.terms
     reference = copy.deepcopy(student)

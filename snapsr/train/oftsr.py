@@ -52,6 +52,7 @@ from snapsr.train.student import (
     StudentTerms,
     dial_predictors,
     one_step,  # noqa: F401  (re-exported: the student's output)
+    one_step_only,
     setup_student,
 )
 
@@ -171,6 +172,7 @@ class OFTSRLoss(nn.Module):
 @recipe("oftsr", config=DistillRunConfig, summary="a one-step student distilled from a teacher's trajectory (OFTSR)")
 def build_oftsr(cfg: DistillRunConfig, device: torch.device, label: str = "OFTSR trajectory distillation") -> Recipe:
     teacher, t_card = weights.load_flow(cfg.teacher, device)
+    one_step_only(teacher.cfg.backbone, "trajectory distillation (its student starts as the teacher)")
     su = setup_student(cfg, teacher, device, cfg.oftsr.t_min, cfg.oftsr.t_max)
     student, terms = su.student, su.terms
     if cfg.init:

@@ -49,20 +49,30 @@ class RCODConfig:
     prompt: bool = False  # visual prompt injection: LR tokens condition the backbone (off: ablation)
     estimator: bool = False  # learn the dial from the LR (``--realism auto``); needs groups > 0
     w_estimator: float = 0.1
+    # What "similar" means: "pixel", the PSNR of up(LR) against HR; "latent", as published for RCOD
+    # on a diffusion prior, the cosine similarity of the two images' VAE latents (a latent backbone)
+    space: str = "pixel"
 
     def __post_init__(self):
         if self.dial not in ("group", "uniform"):
             raise ValueError(f"rcod.dial must be 'group' or 'uniform', got {self.dial!r}")
+        if self.space not in ("pixel", "latent"):
+            raise ValueError(f"rcod.space must be 'pixel' or 'latent', got {self.space!r}")
 
 
-def similarity(lr: torch.Tensor, hr: torch.Tensor, scale: int) -> torch.Tensor:
-    """PSNR (dB) of ``up(LR)`` against HR, per image: high = mildly degraded."""
-    mse = (upsample(lr.float(), scale).clamp(0, 1) - hr.float()).pow(2).mean((1, 2, 3))
+@torch.no_grad()
+def similarity(lr: torch.Tensor, hr: torch.Tensor, scale: int, encode=None) -> torch.Tensor:
+    """Per image, high = mildly degraded: the PSNR (dB) of ``up(LR)`` against HR, or with ``encode``
+    (a latent backbone's VAE encoder) the cosine similarity of their latents."""
+    up = upsample(lr.float(), scale).clamp(0, 1)
+    if encode is not None:
+        return F.cosine_similarity(encode(up).flatten(1).float(), encode(hr.float()).flatten(1).float(), dim=1)
+    mse = (up - hr.float()).pow(2).mean((1, 2, 3))
     return -10 * torch.log10(mse.clamp_min(1e-10))
 
 
 @torch.no_grad()
-def calibrate(cfg, scale: int, groups: int, batches: int) -> list[float]:
+def calibrate(cfg, scale: int, groups: int, batches: int, encode=None) -> list[float]:
     """Similarity quantiles splitting the run's training pairs into ``groups`` equal groups (descending)."""
     tc, dc = cfg.train, cfg.data
     data = HRCrops(
@@ -77,7 +87,7 @@ def calibrate(cfg, scale: int, groups: int, batches: int) -> list[float]:
     for k in range(batches):
         hr = data[k]
         g = torch.Generator().manual_seed(stream_seed("rcod-calibration", tc.seed, k))
-        sims.append(similarity(degrade(hr, scale, cfg.degrade, g), hr, scale))
+        sims.append(similarity(degrade(hr, scale, cfg.degrade, g), hr, scale, encode))
     sims = torch.cat(sims)
     qs = torch.tensor([1 - (i + 1) / groups for i in range(groups - 1)], dtype=sims.dtype)
     return [float(q) for q in torch.quantile(sims, qs)]

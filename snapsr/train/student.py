@@ -22,6 +22,15 @@ from snapsr.train.loop import Critic, run_card
 from snapsr.train.losses.perception import PerceptionConfig, PerceptionLoss
 
 
+def one_step_only(backbone: str, what: str) -> None:
+    """Refuse a one-step-only backbone (sd_latent: its output is a restoration, not a velocity) where
+    ``what`` needs the velocity along the path."""
+    from snapsr.model.backbones import latent
+
+    if backbone in latent.ONE_STEP_ONLY:
+        raise ValueError(f"backbone {backbone} is a one-step student's: {what} needs a velocity backbone (lrnet_*)")
+
+
 def make_student(base: FlowSR, r: rcod.RCODConfig) -> FlowSR:
     """A student starting as ``base`` (teacher or reference), with RCOD's encoder added if ``r`` asks."""
     cfg = dataclasses.replace(base.cfg, prompt=r.prompt, estimator=r.estimator)
@@ -36,16 +45,17 @@ def make_student(base: FlowSR, r: rcod.RCODConfig) -> FlowSR:
 class DialTime(nn.Module):
     """Draws each sample's dial time: uniform in [lo, hi], or from its RCOD group."""
 
-    def __init__(self, r: rcod.RCODConfig, boundaries: list[float], lo: float, hi: float, scale: int):
+    def __init__(self, r: rcod.RCODConfig, boundaries: list[float], lo: float, hi: float, scale: int, encode=None):
         super().__init__()
         self.r, self.boundaries, self.lo, self.hi, self.scale = r, boundaries, lo, hi, scale
+        self.encode = encode  # rcod.space = "latent": the backbone's VAE encoder
 
     def forward(self, lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator):
         """``(t, centre)``: per-image times, and with grouping the group centres (the estimator's target)."""
         B = hr.shape[0]
         if self.r.groups <= 0:
             return (self.lo + (self.hi - self.lo) * torch.rand(B, generator=generator)).to(hr), None
-        group = rcod.group_of(rcod.similarity(lr, hr, self.scale).cpu(), self.boundaries)
+        group = rcod.group_of(rcod.similarity(lr, hr, self.scale, self.encode).cpu(), self.boundaries)
         if self.r.dial == "uniform":
             t = self.lo + (self.hi - self.lo) * torch.rand(B, generator=generator)
         else:
@@ -120,8 +130,13 @@ def setup_student(cfg, base: FlowSR, device, lo: float, hi: float) -> StudentSet
     r = cfg.rcod
     student = make_student(base, r).to(device)
     scale = student.cfg.scale
-    boundaries = rcod.calibrate(cfg, scale, r.groups, r.calib_batches) if r.groups > 0 else []
-    dial = DialTime(r, boundaries, lo, hi, scale)
+    encode = None
+    if r.space == "latent":
+        encode = getattr(student.backbone, "encode", None)
+        if encode is None:
+            raise ValueError(f"rcod.space = 'latent' needs a latent backbone (sd_latent), not {student.cfg.backbone}")
+    boundaries = rcod.calibrate(cfg, scale, r.groups, r.calib_batches, encode) if r.groups > 0 else []
+    dial = DialTime(r, boundaries, lo, hi, scale, encode)
     return StudentSetup(student, dial, StudentTerms(student, r, cfg.perception).to(device), boundaries)
 
 

@@ -10,6 +10,7 @@ from snapsr.model.flow import FlowSR
 from snapsr.train.config import TeacherRunConfig
 from snapsr.train.loop import Recipe, RunResult, run, run_card
 from snapsr.train.recipes import recipe
+from snapsr.train.student import one_step_only
 
 
 class TeacherLoss(nn.Module):
@@ -32,6 +33,7 @@ def euler_predictor(steps: int):
 
 @recipe("teacher", config=TeacherRunConfig, summary="the conditional rectified-flow teacher (OFTSR sec. 3.1)")
 def build_teacher(cfg: TeacherRunConfig, device: torch.device) -> Recipe:
+    one_step_only(cfg.flow.backbone, "the teacher")
     flow = FlowSR(cfg.flow).to(device)
     if cfg.init:
         weights.init_from(flow, cfg.init)

@@ -1,0 +1,135 @@
+"""The latent backbone on a Stable Diffusion prior, with tiny random configs of the kind diffusers
+tests with (built here, nothing downloaded): the same contract, recipes, files and upscaler as LRNet."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors import safe_open
+
+pytest.importorskip("diffusers")
+pytest.importorskip("peft")
+
+from snapsr.cli import main  # noqa: E402
+from snapsr.infer.upscaler import Upscaler  # noqa: E402
+from snapsr.model import weights  # noqa: E402
+from snapsr.model.config import FlowConfig  # noqa: E402
+from snapsr.model.flow import FlowSR  # noqa: E402
+from snapsr.train import recipes  # noqa: E402
+from snapsr.train.config import DataConfig, TrainConfig  # noqa: E402
+from snapsr.train.gtasr import GTASRConfig, GTASRRunConfig  # noqa: E402
+from snapsr.train.losses.perception import PerceptionConfig  # noqa: E402
+from snapsr.train.rcod import RCODConfig, RCODRunConfig  # noqa: E402
+
+TINY = FlowConfig(scale=4, sigma_p=0.0, backbone="sd_tiny", precond=False)
+
+
+def _train(out, steps=2) -> TrainConfig:
+    return TrainConfig(
+        out_dir=str(out), steps=steps, batch_size=2, lr=1e-3, warmup=1, precision="fp32",
+        ckpt_every=steps, val_every=steps, val_steps=(1,),
+    )  # fmt: skip
+
+
+def _data(photo_dir) -> DataConfig:
+    return DataConfig(train_dir=str(photo_dir), val_dir=str(photo_dir), crop=32, val_crop=32, val_images=1)
+
+
+def test_forward_backward_trains_only_lora_and_heads():
+    m = FlowSR(TINY)
+    trainable = {n for n, p in m.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or "null_token" in n for n in trainable)
+    lr = torch.rand(2, 3, 7, 9)  # odd sizes: the wrapper pads to the VAE's multiple
+    cond = m.condition(lr)
+    x_0 = m.start(cond, torch.randn_like(cond))
+    for t in (0.3, torch.rand(2), torch.rand(2, 1, 28, 36)):
+        out = m.one_step(x_0, t, cond)
+        assert out.shape == (2, 3, 28, 36) and torch.isfinite(out).all()
+    out.square().mean().backward()
+    assert all(p.grad is not None for n, p in m.named_parameters() if "lora_B" in n)
+    assert all(p.grad is None for n, p in m.named_parameters() if not p.requires_grad)
+    with pytest.raises(ValueError, match="precond"):
+        FlowSR(dataclasses.replace(TINY, precond=True))
+
+
+def test_weights_hold_the_lora_not_the_prior_and_reload(tmp_path):
+    m = FlowSR(TINY)
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            if "lora_B" in n:
+                p.add_(0.01 * torch.randn_like(p))
+    path = weights.save(tmp_path / "sd.safetensors", m, weights.flow_card(TINY, kind="student"))
+    with safe_open(str(path), framework="pt") as f:
+        names = list(f.keys())
+    assert names and all("lora_" in k or "null_token" in k for k in names)
+    loaded, card = weights.load_flow(path)
+    assert card.flow == TINY
+    x = torch.rand(1, 3, 8, 8)
+    up_a = Upscaler(m, card.to_dict() | {"kind": "student"}).upscale_tensor(x, realism=0.5)
+    up_b = Upscaler.from_pretrained(path).upscale_tensor(x, realism=0.5)
+    assert torch.allclose(up_a, up_b, atol=1e-5)
+
+
+def test_tiled_equals_untiled_and_cli_upscales(tmp_path):
+    m = FlowSR(TINY)
+    path = weights.save(tmp_path / "sd.safetensors", m, weights.flow_card(TINY, kind="student"))
+    x = torch.rand(1, 3, 20, 24)
+    whole = Upscaler.from_pretrained(path).upscale_tensor(x, realism=0.4)
+    one_tile = Upscaler.from_pretrained(path, tile=32, tile_overlap=8).upscale_tensor(x, realism=0.4)
+    tiled = Upscaler.from_pretrained(path, tile=12, tile_overlap=4).upscale_tensor(x, realism=0.4)
+    assert whole.shape == tiled.shape == (1, 3, 80, 96) and torch.equal(whole, one_tile)
+    # Tiles bound the memory; unlike LRNet's, the prior's GroupNorm and self-attention see the whole
+    # tile, so a tiled output is close to the whole-image one, not equal to it.
+    assert (whole - tiled).abs().mean() < 0.1
+    from PIL import Image
+
+    Image.fromarray((torch.rand(16, 16, 3) * 255).byte().numpy()).save(tmp_path / "a.png")
+    args = ["upscale", str(tmp_path / "a.png"), "--weights", str(path), "-o", str(tmp_path / "o")]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert Image.open(tmp_path / "o" / "a_x4.png").size == (64, 64)
+
+
+def test_rcod_on_the_prior_groups_in_latent_space_with_prompts_and_estimator(photo_dir, tmp_path):
+    cfg = RCODRunConfig(
+        flow=TINY,
+        rcod=RCODConfig(groups=2, calib_batches=2, prompt=True, estimator=True, space="latent"),
+        perception=PerceptionConfig(w_hfp=0.1),  # VPD-SR's HFP on the decoded pixels
+        data=_data(photo_dir),
+        train=_train(tmp_path / "r"),
+    )
+    res = recipes.get("rcod").train(cfg, progress=False)
+    assert all(torch.isfinite(torch.tensor(v)) for v in res.losses.values())
+    model, card = weights.load_flow(tmp_path / "r" / "ema.safetensors")
+    b = card.record["rcod"]["boundaries_psnr"]
+    assert len(b) == 1 and -1.0 <= b[0] <= 1.0  # a cosine similarity, not a PSNR
+    assert model.cfg.prompt and model.backbone.prompt is not None
+    out = Upscaler(model, card).upscale_tensor(torch.rand(1, 3, 8, 8), realism="auto")
+    assert out.shape == (1, 3, 32, 32)
+
+
+def test_gtasr_supervised_dial_trains_and_velocity_recipes_refuse(photo_dir, tmp_path):
+    common = dict(flow=TINY, data=_data(photo_dir), train=_train(tmp_path / "g"))
+    cfg = GTASRRunConfig(gtasr=GTASRConfig(w_consistency=0.0, w_ta=0.0), **common)
+    recipes.get("gtasr").train(cfg, progress=False)
+    with pytest.raises(ValueError, match="one-step student's"):
+        recipes.get("gtasr").train(GTASRRunConfig(**{**common, "train": _train(tmp_path / "g2")}), progress=False)
+    with pytest.raises(ValueError, match="pixel|latent"):
+        RCODConfig(space="clip")
+
+
+def test_missing_prior_is_a_clear_error_and_dry_run_prints_the_config(tmp_path):
+    cfg = dataclasses.replace(TINY, backbone="sd_latent", backbone_args={"prior": str(tmp_path / "nowhere")})
+    with pytest.raises(FileNotFoundError, match="nowhere: no unet/"):
+        FlowSR(cfg)
+    with pytest.raises(FileNotFoundError, match="backbone_args.prior"):
+        FlowSR(dataclasses.replace(cfg, backbone_args={}))
+    args = ["train", "distill", "--recipe", "rcod", "--config", "configs/sd_rcod.toml", "--dry-run"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert '"backbone": "sd_latent"' in res.output and '"space": "latent"' in res.output
+    with pytest.raises(ValueError, match="backbone_args"):
+        FlowConfig(backbone_args={"prior": {"nested": 1}})
