@@ -53,7 +53,6 @@ def start(
             server_port=port,
             max_file_size=f"{max_upload_mb}mb",
             allowed_paths=[str(session.dir)],
-            blocked_paths=[str(Path.home())],
             prevent_thread_lock=not block,
             quiet=not block,
             show_error=True,
