@@ -149,6 +149,10 @@ def test_page_in_a_browser_upload_slide_paint_upscale(tmp_path):
             idle = "(() => { const c = document.querySelector('#snapsr-compare');"
             idle += " return c.querySelectorAll('img').length == 2 && !c.innerText.includes('processing'); })()"
             page.wait_for_function(idle, timeout=60_000)  # the last preview drawn: a clean screenshot
+            loupe_x = page.locator("#snapsr-loupe-x input[type=number]")
+            loupe_x.fill("30")
+            loupe_x.press("Enter")
+            page.wait_for_selector("#snapsr-loupe img", timeout=30_000)
             results = ROOT / "results"
             results.mkdir(exist_ok=True)
             page.screenshot(path=str(results / "serve.png"), full_page=True)
@@ -186,3 +190,14 @@ def test_serve_command_refuses_without_gradio(monkeypatch):
     monkeypatch.delitem(__import__("sys").modules, "snapsr.app.ui", raising=False)
     res = CliRunner().invoke(main, ["serve"])
     assert res.exit_code == 1 and "pip install 'snapsr[serve]'" in res.output
+
+
+def test_loupe_shows_both_images_around_the_click():
+    from snapsr.app.ui import loupe_view
+
+    before = np.zeros((100, 120, 3), np.uint8)
+    after = np.full((100, 120, 3), 200, np.uint8)
+    after[90:, 110:] = 50  # the corner: the window is kept inside the image
+    view = loupe_view(before, after, 119, 99, side=16, zoom=3)
+    assert view.shape == (48, (16 + 2 + 16) * 3, 3)
+    assert (view[:, :48] == 0).all() and view[-1, -1, 0] == 50 and view[0, 60, 0] == 200

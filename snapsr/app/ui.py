@@ -88,6 +88,10 @@ def build(session: Session) -> gr.Blocks:
                     elem_id="snapsr-editor",
                 )
                 compare = gr.ImageSlider(label="bicubic | snapsr", type="numpy", elem_id="snapsr-compare")
+                with gr.Row():
+                    loupe_x = gr.Slider(0, 100, value=50, step=1, label="Loupe across (%)", elem_id="snapsr-loupe-x")
+                    loupe_y = gr.Slider(0, 100, value=50, step=1, label="Loupe down (%)", elem_id="snapsr-loupe-y")
+                loupe = gr.Image(label="Loupe: bicubic | snapsr, 4x", type="numpy", height=280, elem_id="snapsr-loupe")
                 info = gr.Markdown(elem_id="snapsr-info")  # the preview's
                 result = gr.Markdown(elem_id="snapsr-result")  # the last whole-picture upscale's
                 download = gr.File(label="Download", file_count="multiple", elem_id="snapsr-download")
@@ -149,9 +153,31 @@ def build(session: Session) -> gr.Blocks:
         estimate.click(on_estimate, [choice, *controls], editor, **one).then(
             on_preview, [choice, editor, *controls], [compare, info], **one
         )
+
+        def on_loupe(value, px, py):
+            if not value or value[0] is None or value[1] is None:
+                return None
+            h, w = value[1].shape[:2]
+            return loupe_view(value[0], value[1], round(w * px / 100), round(h * py / 100))
+
+        for c in (compare, loupe_x, loupe_y):
+            c.change(on_loupe, [compare, loupe_x, loupe_y], loupe, trigger_mode="always_last")
         run.click(on_run, [choice, editor, *controls], [compare, result, download], concurrency_id="upscale")
         run_all.click(on_run_all, [files, *controls], [result, download], concurrency_id="upscale")
     return demo
+
+
+def loupe_view(before, after, x: int, y: int, side: int = 64, zoom: int = 4):
+    """``side`` pixels around ``(x, y)`` of both images, side by side, enlarged ``zoom`` times
+    (nearest neighbour: the pixels as they are)."""
+    import numpy as np
+
+    h, w = after.shape[:2]
+    x0, y0 = min(max(0, x - side // 2), max(0, w - side)), min(max(0, y - side // 2), max(0, h - side))
+    crops = [np.asarray(im)[y0 : y0 + side, x0 : x0 + side, :3] for im in (before, after)]
+    gap = np.full((crops[0].shape[0], 2, 3), 255, np.uint8)
+    both = np.concatenate([crops[0], gap, crops[1]], axis=1)
+    return both.repeat(zoom, axis=0).repeat(zoom, axis=1)
 
 
 def _layers(value) -> list | None:
