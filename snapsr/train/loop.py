@@ -154,37 +154,6 @@ def validate(model: nn.Module, val_set, predictors: dict[str, Predictor], out_pn
 # the run
 
 
-def _load_resume(path: Path, cfg) -> dict:
-    state = checkpoint.load(path)
-
-    # Only the length and logging of the run may change on resume; anything else is another run.
-    def comparable(c: dict) -> dict:
-        c = dict(c)
-        for section, keys in _RESUMABLE.items():
-            c[section] = {k: v for k, v in c.get(section, {}).items() if k not in keys}
-        return c
-
-    # Keys added to the config classes since the checkpoint was written count at their defaults.
-    same, now = comparable(_over(to_dict(type(cfg)()), state["config"])), comparable(to_dict(cfg))
-    if same != now:
-        raise ValueError(f"{path} was written by a run with another config; start a new out_dir or match it")
-    return state
-
-
-def _over(base: dict, data: dict) -> dict:
-    """``base`` with ``data``'s values (nested tables merged)."""
-    out = dict(base)
-    for k, v in data.items():
-        out[k] = _over(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-_RESUMABLE = {  # what may differ on resume: the run's length, logging, and how batches are loaded (not which)
-    "train": {"steps", "log_every", "ckpt_every", "val_every", "out_dir", "max_bad_steps"},
-    "data": {"workers"},
-}
-
-
 def _critic_step(critic: Critic, opt: torch.optim.Optimizer, d, amp, clip: float) -> None:
     critic.module.requires_grad_(True)  # trainable only here, frozen while the model trains against it
     with engine.autocast(d.device, amp):
@@ -243,7 +212,7 @@ def run(
 
     step = 0
     if resume and ckpt_path.is_file():
-        state = _load_resume(ckpt_path, cfg)
+        state = checkpoint.load_resume(ckpt_path, cfg)
         flow.load_state_dict(state["model"])
         ema.model.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
