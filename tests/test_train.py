@@ -214,3 +214,17 @@ def test_run_stats_count_each_step_once_across_resumes(tmp_path):
     assert stats["samples_seen"] == 960 and abs(stats["train_hours"] * 3600 - 35) < 3.6
     assert run_stats(tmp_path, 16, upto=40)["samples_seen"] == 640
     assert run_stats(tmp_path / "none", 16) == {"samples_seen": 0, "train_hours": 0.0}
+
+
+def test_resume_accepts_config_keys_added_since_at_their_defaults(tmp_path):
+    from snapsr.train import checkpoint
+    from snapsr.train.rcod import RCODRunConfig
+
+    cfg = RCODRunConfig()
+    old = to_dict(cfg)
+    del old["rcod"]["space"]  # a checkpoint written before rcod.space existed
+    checkpoint.save(tmp_path / "c.pt", {"config": old, "step": 3})
+    assert checkpoint.load_resume(tmp_path / "c.pt", cfg)["step"] == 3
+    latent = RCODRunConfig(rcod=dataclasses.replace(cfg.rcod, space="latent"))
+    with pytest.raises(ValueError, match="another config"):  # the new key away from its default
+        checkpoint.load_resume(tmp_path / "c.pt", latent)
