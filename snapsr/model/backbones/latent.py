@@ -31,6 +31,7 @@ import torch.nn as nn
 from snapsr.model.backbones.registry import register
 
 TINY = "tiny"
+RANDOM_SD21 = "random-sd2.1"  # SD 2.1 base's architecture, randomly initialised: speed and memory only
 ONE_STEP_ONLY = ("sd_latent", "sd_tiny")  # the backbones below
 
 
@@ -51,14 +52,30 @@ def load_prior(prior: str):
     if prior == TINY:
         torch.manual_seed(0)  # the same tiny prior in every process (tests, resumes)
         vae = AutoencoderKL(
-            in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 32), layers_per_block=1,
-            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=8,
+            # SD's 8x downsampling (its mid-block attends over every latent pixel: a smaller factor
+            # would make a 512-pixel image 65k tokens), at a few thousand parameters
+            in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 16, 16, 16), layers_per_block=1,
+            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=8,
         )  # fmt: skip
         unet = UNet2DConditionModel(
             sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
             down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
             up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
             cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8,
+        )  # fmt: skip
+        return vae, unet, DDPMScheduler(num_train_timesteps=1000)
+    if prior == RANDOM_SD21:
+        vae = AutoencoderKL(
+            in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512),
+            layers_per_block=2, down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=32, sample_size=768,
+        )  # fmt: skip
+        unet = UNet2DConditionModel(
+            sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+            block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=1024,
+            attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
+            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
         )  # fmt: skip
         return vae, unet, DDPMScheduler(num_train_timesteps=1000)
     root = Path(prior)
@@ -72,8 +89,8 @@ def load_prior(prior: str):
 
 def prior_hash(prior: str) -> str:
     """What the card records about the base: the sha256 of its configs and weight files."""
-    if prior == TINY:
-        return "tiny"
+    if prior in (TINY, RANDOM_SD21):
+        return prior
     h = hashlib.sha256()
     root = Path(prior)
     for f in sorted(root.rglob("*")):
