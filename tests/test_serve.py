@@ -171,7 +171,7 @@ def test_page_in_a_browser_upload_slide_paint_upscale(tmp_path):
         assert Image.open(buf).size == (1024, 640)
     finally:
         app.close()
-    assert not app.session.dir.exists()
+    assert not app.workdir.exists()  # uploads, Gradio's cache and the outputs: all gone
 
 
 def _download_url(app, name: str) -> str:
@@ -201,3 +201,15 @@ def test_loupe_shows_both_images_around_the_click():
     view = loupe_view(before, after, 119, 99, side=16, zoom=3)
     assert view.shape == (48, (16 + 2 + 16) * 3, 3)
     assert (view[:, :48] == 0).all() and view[-1, -1, 0] == 50 and view[0, 60, 0] == 200
+
+
+def test_stale_folders_of_killed_servers_are_removed(tmp_path):
+    from snapsr.app import server
+
+    dead, alive, young = (tmp_path / f"{server.PREFIX}{n}" for n in ("dead", "alive", "young"))
+    for d in (dead, alive, young):
+        d.mkdir()
+    (dead / "pid").write_text("999999999")  # no such process
+    (alive / "pid").write_text(str(os.getppid()))  # the test runner's parent: running
+    assert server.clean_stale(tmp_path) == 1
+    assert not dead.exists() and alive.exists() and young.exists()  # young: no pid file, under a day old

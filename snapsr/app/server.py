@@ -5,12 +5,42 @@ folder, which is removed on close."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from snapsr.app.session import Limits, Session
 from snapsr.infer.imageio import DEFAULT_MAX_PIXELS
+
+PREFIX = "snapsr-serve-"
+
+
+def clean_stale(root: str | Path | None = None) -> int:
+    """Remove the temporary folders of servers that were killed before they could (their pid gone, or
+    no pid file and a day old); returns how many."""
+    removed = 0
+    for d in Path(root or tempfile.gettempdir()).glob(f"{PREFIX}*"):
+        try:
+            pid = int((d / "pid").read_text())
+            alive = pid != os.getpid() and _alive(pid)
+        except (OSError, ValueError):
+            alive = time.time() - d.stat().st_mtime < 86400
+        if not alive and d.is_dir():
+            shutil.rmtree(d, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: alive
+        return True
+    return True
 
 
 @dataclass
@@ -18,12 +48,14 @@ class Running:
     session: Session
     demo: object  # gr.Blocks
     url: str
+    workdir: Path  # the session's outputs and Gradio's uploads and cache: removed on close
 
     def close(self) -> None:
         try:
             self.demo.close()
         finally:
             self.session.close()
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def start(
@@ -37,7 +69,9 @@ def start(
     device: str = "cpu",
     block: bool = False,
 ) -> Running:
-    workdir = Path(tempfile.mkdtemp(prefix="snapsr-serve-"))
+    clean_stale()
+    workdir = Path(tempfile.mkdtemp(prefix=PREFIX))
+    (workdir / "pid").write_text(str(os.getpid()))
     # Gradio keeps uploads and what it serves under GRADIO_TEMP_DIR: ours, so nothing else is served
     os.environ["GRADIO_TEMP_DIR"] = str(workdir / "gradio")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -59,5 +93,6 @@ def start(
         )
     except BaseException:
         session.close()
+        shutil.rmtree(workdir, ignore_errors=True)
         raise
-    return Running(session, demo, url)
+    return Running(session, demo, url, workdir)

@@ -24,8 +24,14 @@ def serve(host, port, max_upload_mb, max_pixels, max_output_pixels, concurrency,
         import gradio  # noqa: F401
     except ImportError as e:
         raise click.ClickException("snapsr serve needs Gradio: pip install 'snapsr[serve]'") from e
+    import signal
+
     from snapsr.app import server
 
+    def stop(*_):  # SIGTERM as Ctrl-C: Gradio stops, and the temporary folder is removed below
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     app = server.start(
         host=host,
         port=port,
