@@ -3,15 +3,13 @@
 The inference contract: input floats in [0, 1]; the image stays on the CPU and
 goes to the device one overlapping tile at a time; noise is seeded per output
 pixel, so tiling does not change the result; greyscale, alpha and 16-bit depth
-come back as they went in. Defaults: CPU, and bf16 where the CPU has fast bf16.
+come back as they went in. Defaults: CPU; ``dtype="auto"`` measures fp32 against bf16
+once per machine (``device.py``).
 
-The realism dial of a one-step student (OFTSR) is its time input: the output is
-``x_0 + v_phi(x_0, t)`` with ``t`` = realism, per pixel when a map is given. The dial
-of the flow teacher: one Euler step from ``x_0`` gives the
-posterior-mean estimate ``x_0 + v(x_0, 0)`` (highest PSNR, realism 0); the full
-``steps``-step ODE sample is the realistic one (realism 1); values between blend
-the two, per pixel when a map is given. The mean is the first Euler step's
-prediction, so the dial costs no extra network evaluation.
+The realism dial arrives as one checked ``Realism`` (``realism.py``: a number, ``auto`` or a
+per-pixel map) and is resolved tile by tile; what its ``t`` means for a one-step student (the
+time input) or the flow teacher (a blend of its posterior mean and its ODE sample) is the flow
+wrapper's ``FlowSR.at_realism``.
 """
 
 from __future__ import annotations
