@@ -95,6 +95,8 @@ def test_model_card_is_typed_and_round_trips():
     raw = {"flow": {"scale": 2}, "kind": "student", "name": "x", "default_realism": 0.25, "recipe": "GTASR", "n": [1]}
     card = ModelCard.parse(raw)
     assert card.flow == FlowConfig(scale=2) and card.student and card.default_steps == 1
+    assert card.scale == 2 and card.channels == 3 and "bf16" in card.dtypes and card.tiles_exactly
+    assert not ModelCard.parse({**raw, "flow": {"backbone": "sd_tiny"}}).tiles_exactly
     assert card.record == {"recipe": "GTASR", "n": [1]}
     assert ModelCard.parse(card.to_dict()) == card and card.to_dict()["recipe"] == "GTASR"
     bads = (({"kind": "critic"}, "kind"), ({"name": 3}, "name"), ({"default_realism": 2}, "default_realism"))

@@ -34,6 +34,21 @@ class ModelCard:
     def student(self) -> bool:
         return self.kind == "student"
 
+    @property
+    def scale(self) -> int:
+        return self.flow.scale
+
+    # What a caller may ask of the model, from its architecture: colour in and out (grey and alpha
+    # are the upscaler's business), the precisions inference runs in, and whether tiles give the
+    # whole-image result (LRNet: yes, its receptive field fits the overlap; a Stable Diffusion prior's
+    # GroupNorm and attention see one tile at a time: close, not equal).
+    channels: int = field(default=3, init=False)
+    dtypes: tuple[str, ...] = field(default=("fp32", "bf16", "fp16"), init=False)
+
+    @property
+    def tiles_exactly(self) -> bool:
+        return not self.flow.backbone.startswith("sd_")
+
     @classmethod
     def parse(cls, card: Any, path: str | Path = "weights") -> ModelCard:
         """Every field a loader acts on, checked and in bounds, before anything is built from it; any
