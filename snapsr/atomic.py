@@ -40,7 +40,7 @@ def clean_stale(folder: str | Path) -> int:
         parts = tmp.name.rsplit(".", 2)
         if len(parts) != 3 or not parts[1].isdigit():
             continue
-        if _alive(int(parts[1])):  # this process included: another thread may be writing it
+        if alive(int(parts[1])):  # this process included: another thread may be writing it
             continue
         try:
             tmp.unlink()
@@ -50,7 +50,8 @@ def clean_stale(folder: str | Path) -> int:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (another user's counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from snapsr import atomic
 from snapsr.app.session import Limits, Session
 from snapsr.infer.imageio import DEFAULT_MAX_PIXELS
 
@@ -24,23 +25,13 @@ def clean_stale(root: str | Path | None = None) -> int:
     for d in Path(root or tempfile.gettempdir()).glob(f"{PREFIX}*"):
         try:
             pid = int((d / "pid").read_text())
-            alive = pid != os.getpid() and _alive(pid)
+            alive = pid != os.getpid() and atomic.alive(pid)
         except (OSError, ValueError):
             alive = time.time() - d.stat().st_mtime < 86400
         if not alive and d.is_dir():
             shutil.rmtree(d, ignore_errors=True)
             removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's: alive
-        return True
-    return True
 
 
 @dataclass
