@@ -9,7 +9,7 @@ from snapsr.model.config import FlowConfig
 from snapsr.model.flow import FlowSR
 from snapsr.train import checkpoint
 from snapsr.train.config import DataConfig, TrainConfig
-from snapsr.train.oftsr import DistillRunConfig, OFTSRConfig, OFTSRLoss, one_step, train_distill
+from snapsr.train.oftsr import DistillRunConfig, OFTSRConfig, OFTSRLoss, train_distill
 from tests.conftest import perturbed
 
 
@@ -91,7 +91,7 @@ def test_distill_smoke_run_resume_and_upscale(photo_dir, tmp_path):
     from snapsr.infer.tiling import position_noise
 
     x_0 = model.start(cond, position_noise(0, 3, 0, 0, 32, 32))
-    ref = one_step(model, x_0, cond, m.view(1, 1, 32, 32)).clamp(0, 1)
+    ref = model.one_step(x_0, m.view(1, 1, 32, 32), cond).clamp(0, 1)
     assert torch.allclose(mixed, ref, atol=1e-5)
 
 

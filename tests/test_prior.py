@@ -106,6 +106,7 @@ def test_rcod_on_the_prior_groups_in_latent_space_with_prompts_and_estimator(pho
     model, card = weights.load_flow(tmp_path / "r" / "ema.safetensors")
     b = card.record["rcod"]["boundaries_psnr"]
     assert len(b) == 1 and -1.0 <= b[0] <= 1.0  # a cosine similarity, not a PSNR
+    assert card.record["prior"] == "tiny" and card.record["prior_sha256"] == "tiny"  # the base, named
     assert model.cfg.prompt and model.backbone.prompt is not None
     out = Upscaler(model, card).upscale_tensor(torch.rand(1, 3, 8, 8), realism="auto")
     assert out.shape == (1, 3, 32, 32)

@@ -51,7 +51,6 @@ from snapsr.train.student import (
     DialTime,
     StudentTerms,
     dial_predictors,
-    one_step,  # noqa: F401  (re-exported: the student's output)
     one_step_only,
     setup_student,
 )

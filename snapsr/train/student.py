@@ -121,6 +121,7 @@ class StudentSetup:
             rcod={**to_dict(cfg.rcod), "boundaries_psnr": self.boundaries},
             perception=to_dict(cfg.perception),
             **run_card(cfg, step),
+            **getattr(self.student.backbone, "card_record", {}),  # a latent backbone: its prior and hash
             default_steps=1,
         )
 
@@ -140,18 +141,13 @@ def setup_student(cfg, base: FlowSR, device, lo: float, hi: float) -> StudentSet
     return StudentSetup(student, dial, StudentTerms(student, r, cfg.perception).to(device), boundaries)
 
 
-def one_step(student: FlowSR, x_0: torch.Tensor, cond: torch.Tensor, t) -> torch.Tensor:
-    """The student's output ``x_0 + v(x_0, t)``; ``t`` may be a per-pixel map (the dial)."""
-    return student.one_step(x_0, t, cond)
-
-
 def dial_predictors(values=(0.0, 0.5, 1.0)) -> dict:
     """Validation outputs of a student at a few dial values."""
 
     def at(t: float):
         def predict(model: FlowSR, lr: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
             cond = model.condition(lr)
-            return one_step(model, model.start(cond, eps), cond, t)
+            return model.one_step(model.start(cond, eps), t, cond)
 
         return predict
 

@@ -118,6 +118,7 @@ class LatentUNet(nn.Module):
 
         self.scale, self.prior, self.t_range = scale, prior, tuple(t_range)
         self.vae, self.unet, scheduler = load_prior(prior)
+        self.card_record = describe(prior)  # hashed once, here: what a weights card says of the base
         self.vae.requires_grad_(False)
         self.unet.requires_grad_(False)
         targets = ["to_q", "to_k", "to_v", "to_out.0"]
