@@ -1,5 +1,6 @@
 """Whole-command speed: ``snapsr upscale`` on two photos against Real-ESRGAN x4plus on the same photos,
-each as a fresh process that starts, loads its weights, reads, upscales and writes PNGs, timed in one run.
+each as a fresh process that starts, loads its weights, reads, upscales and writes PNGs, timed in one run,
+beside ``python -c "import torch"`` (the floor any PyTorch command pays).
 
     python benchmarks/cli_speed.py [--case two|small|large] [--photos DIR] [--size 512x384] [--repeats 3] [--json FILE]
 
@@ -95,13 +96,17 @@ def main() -> None:
         rows = {
             "snapsr upscale (bundled default, whole command)": timed(snap, a.repeats),
             "Real-ESRGAN x4plus (ncnn fp32, whole process)": timed([sys.executable, "-c", ESRGAN, d, *srcs], a.repeats),
+            "python -c 'import torch' (the floor)": timed([sys.executable, "-c", "import torch"], a.repeats),
         }
-    snap_s, esr_s = rows.values()
+    snap_s, esr_s, torch_s = rows.values()
     print(f"CPU: {cpu_name()}; {len(srcs)} {w}x{h} photo(s); median of {a.repeats} runs, each a fresh process")
     print("| command | seconds |\n|---|---:|")
     for k, v in rows.items():
         print(f"| {k} | {v:.2f} |")
-    print(f"snapsr is {esr_s / snap_s:.1f}x faster than Real-ESRGAN x4plus")
+    print(
+        f"snapsr is {esr_s / snap_s:.1f}x faster than Real-ESRGAN x4plus; "
+        f"it costs {snap_s / torch_s:.2f}x importing torch"
+    )
     if a.json:
         info = {"cpu": cpu_name(), "case": a.case, "images": len(srcs), "size": f"{w}x{h}", "seconds": rows}
         Path(a.json).write_text(json.dumps(info, indent=2) + "\n")

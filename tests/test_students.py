@@ -173,6 +173,53 @@ def test_gtasr_supervised_dial_is_one_pass_per_sample(monkeypatch):
         GTASRConfig(pixel_at_1=1.5)
 
 
+def test_gtasr_anchor_takes_the_realistic_end_from_frozen_weights(photo_dir, tmp_path):
+    model = perturbed(FlowConfig(scale=4, backbone="lrnet_t"), 4)
+    other = perturbed(FlowConfig(scale=4, backbone="lrnet_t"), 5)
+    cfg = GTASRConfig(w_consistency=0.0, w_ta=0.0, anchor="x", anchor_from=0.5, w_lowpass=1.0, lowpass=2)
+    hr = torch.rand(2, 3, 16, 16)
+    lr = torch.nn.functional.avg_pool2d(hr, 4)
+    cond = model.condition(lr)
+    x_0 = model.start(cond, torch.randn(hr.shape, generator=torch.Generator().manual_seed(0)))
+
+    def value(t: float, anchor):
+        dial = lambda lr, hr, g: (torch.full((2,), t), None)  # noqa: E731
+        return GTASRLoss(model, model, cfg, 10, dial, lambda *a: torch.zeros(()), anchor)(
+            lr, hr, torch.Generator().manual_seed(0)
+        )
+
+    t1 = torch.ones(2)
+    out = model.one_step(x_0, t1, cond).float()
+    # at realism 1 the full-resolution pixel term is gone: only the low-pass one and the pull remain
+    lowpass_only = dial_pixel_loss(out, hr, t1, w_lowpass=1.0, lowpass=2, weight=torch.zeros(2))
+    assert torch.allclose(value(1.0, model), lowpass_only)  # anchored to itself: no pull
+    pull = charbonnier(out, other.one_step(x_0, t1, cond).float(), cfg.charbonnier_eps)
+    assert torch.allclose(value(1.0, other), lowpass_only + pull, atol=1e-6)
+    # below anchor_from the anchor changes nothing
+    assert torch.allclose(value(0.3, other), value(0.3, None))
+    with pytest.raises(ValueError, match="anchor_from"):
+        GTASRConfig(anchor_from=1.0)
+    # a run with an anchor file: trains, and the anchor is in neither the checkpoint nor the card's weights
+    fcfg = FlowConfig(scale=4, backbone="lrnet_t")
+    base = weights.save(tmp_path / "t.safetensors", perturbed(fcfg, 2), weights.flow_card(fcfg, kind="teacher"))
+    run_cfg = GTASRRunConfig(
+        init=str(base),
+        gtasr=GTASRConfig(w_consistency=0.0, w_ta=0.0, anchor=str(base)),
+        data=tiny_data(photo_dir),
+        train=tiny_train(tmp_path / "run", steps=2),
+    )
+    train_gtasr(run_cfg, progress=False)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert not any("anchor" in k for k in state["state"]) and not any("anchor" in k for k in state["model"])
+    wrong = weights.save(
+        tmp_path / "w.safetensors", perturbed(FlowConfig(scale=2, backbone="lrnet_t"), 2),
+        weights.flow_card(FlowConfig(scale=2, backbone="lrnet_t"), kind="teacher"),
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="must match"):
+        train_gtasr(GTASRRunConfig(init=str(base), gtasr=GTASRConfig(anchor=str(wrong)), data=tiny_data(photo_dir),
+                                   train=tiny_train(tmp_path / "r2", steps=1)), progress=False)  # fmt: skip
+
+
 FLAGS = [
     dict(rcod=RCODConfig(groups=2, calib_batches=2)),
     dict(rcod=RCODConfig(groups=3, calib_batches=2, prompt=True, estimator=True)),

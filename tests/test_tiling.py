@@ -36,6 +36,9 @@ def _position_noise_int64(seed, channels, y0, x0, h, w):
 def test_position_noise_keeps_its_values():
     for args in [(5, 3, 0, 0, 64, 96), (2**40 + 3, 3, 17, 901, 33, 71), (123456789, 4, 70000, 2000, 20, 30)]:
         assert torch.equal(tiling.position_noise(*args), _position_noise_int64(*args)), args
+    # above the CPU's band size the noise is made in bands of rows: the same values
+    args = (7, 3, 5, 11, 2 * tiling._BLOCK // (3 * 300) + 7, 300)
+    assert torch.equal(tiling.position_noise(*args), _position_noise_int64(*args))
 
 
 def test_tiles_cover_every_pixel():
@@ -78,3 +81,36 @@ def test_any_size(tiny_weights):
     for h, w in [(1, 1), (3, 7), (2, 1500)]:
         out = up.upscale_tensor(torch.rand(1, 3, h, w), realism=0.5)
         assert out.shape == (1, 3, 4 * h, 4 * w) and torch.isfinite(out).all()
+
+
+def test_fused_inference_blocks_match_the_plain_ones():
+    """LRNet's inference fast path (oneDNN convolutions with the SiLU and the residual sum fused) against
+    the unfused blocks, in float32 and bfloat16, with a FiLM that is not the identity."""
+    from snapsr.model.backbones import lrnet
+
+    if lrnet._FUSED is None:
+        import pytest
+
+        pytest.skip("this PyTorch build has no oneDNN")
+    torch.manual_seed(0)
+    net = lrnet.LRNet(lrnet.LRNetConfig(channels=16, blocks=3)).eval()
+    for p in net.parameters():
+        p.data.normal_(0, 0.1)
+    x, cond = torch.rand(1, 3, 32, 48), torch.rand(1, 3, 32, 48)
+    t = torch.full((1, 1, 1, 1), 0.7)
+    fused, lrnet._FUSED = lrnet._FUSED, None
+    try:
+        with torch.no_grad():
+            plain = net(x, t, cond)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                plain_bf16 = net(x, t, cond).float()
+    finally:
+        lrnet._FUSED = fused
+    with torch.no_grad():
+        assert torch.allclose(net(x, t, cond), plain, atol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = net(x, t, cond).float()
+    # bf16 rounds differently when fused (each convolution's output once, not thrice): no less accurate
+    # against float32 than the plain blocks are
+    err, plain_err = (out - plain).abs().mean(), (plain_bf16 - plain).abs().mean()
+    assert 0 < err < 1.2 * plain_err, (err, plain_err)

@@ -3,7 +3,6 @@ ICC profile, EXIF and DPI; images too large to hold are written row band by row 
 
 from __future__ import annotations
 
-import io
 import struct
 import zlib
 from pathlib import Path
@@ -35,11 +34,15 @@ def _encode(f, pic: Picture, fmt: str, quality: int, arr: np.ndarray | None = No
     """``pic`` encoded as ``fmt``; ``arr``: its pixels already quantized (``_quantize``; JPEG's alpha
     composited on white, as a viewer shows it)."""
     deep = pic.bits == 16 and fmt in ("PNG", "TIFF")
+    if fmt == "PNG":  # our own encoder, quantizing as it goes: 3.5x faster than Pillow's (see _png_stream)
+        h, w, c = pic.pixels.shape
+        pieces = _quantized_pieces([(0, pic.pixels, pic.alpha)], fmt, deep)
+        _png_stream(f, pieces, w, h, c + (pic.alpha is not None), 16 if deep else 8, pic)
+        return
     if arr is None:
         arr = _quantize(pic.pixels, pic.alpha, fmt, deep)
     c = arr.shape[-1]
-    has_alpha = c in (2, 4)
-    if deep and fmt == "TIFF":
+    if deep:  # 16-bit TIFF
         import tifffile
 
         extratags = [(34675, 7, len(pic.icc), pic.icc, True)] if pic.icc else []
@@ -51,18 +54,7 @@ def _encode(f, pic: Picture, fmt: str, quality: int, arr: np.ndarray | None = No
             extratags=extratags,
         )
         return
-    if deep and c != 1:  # 16-bit colour PNG
-        import png
-
-        writer = png.Writer(arr.shape[1], arr.shape[0], greyscale=c == 2, alpha=has_alpha, bitdepth=16)
-        buf = io.BytesIO()
-        writer.write(buf, arr.reshape(arr.shape[0], -1).tolist())
-        f.write(_png_add_chunks(buf.getvalue(), pic))
-        return
-    if deep:
-        im = Image.fromarray(arr[..., 0]).convert("I;16") if arr.dtype != np.uint16 else Image.fromarray(arr[..., 0])
-    else:
-        im = Image.fromarray(arr[..., 0] if c == 1 else arr, mode={1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[c])
+    im = Image.fromarray(arr[..., 0] if c == 1 else arr, mode={1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[c])
     im.save(f, format=fmt, **_save_kwargs(pic, fmt, quality))
 
 
@@ -79,10 +71,6 @@ def _save_kwargs(pic: Picture, fmt: str, quality: int) -> dict:
         kw["quality"] = quality
     if fmt == "JPEG":
         kw["subsampling"] = 0 if quality >= 90 else 2
-    if fmt == "PNG":
-        # zlib level 1: 5x faster than Pillow's default 6 on an upscaled photo (0.3 s vs 1.5 s for
-        # 3 MP), 15-20% larger; at the default, encoding took longer than the network
-        kw["compress_level"] = 1
     return kw
 
 
@@ -107,15 +95,22 @@ def _quantize(px: np.ndarray, alpha: np.ndarray | None, fmt: str, deep: bool) ->
     return (np.clip(arr, 0, 1) * peak).round().astype(np.uint16 if deep else np.uint8)
 
 
+_ROWS = 256  # rows quantized and filtered at a time: a few megabytes, no full-image copies
+
+
+def _quantized_pieces(bands, fmt: str, deep: bool):
+    """``(y, pixels, alpha)`` bands -> ``(y, integers)`` pieces of ``_ROWS`` rows."""
+    for y, px, alpha in bands:
+        for i in range(0, px.shape[0], _ROWS):
+            a = None if alpha is None else alpha[i : i + _ROWS]
+            yield y + i, _quantize(px[i : i + _ROWS], a, fmt, deep)
+
+
 def _encode_rows(f, bands, width: int, height: int, like: Picture, fmt: str, quality: int) -> None:
     deep = like.bits == 16 and fmt in ("PNG", "TIFF")
     c = like.pixels.shape[-1] + (like.alpha is not None and fmt != "JPEG")
 
-    def pieces(rows: int = 256):  # quantized in small pieces: no full-band copies
-        for y, px, alpha in bands:
-            for i in range(0, px.shape[0], rows):
-                a = None if alpha is None else alpha[i : i + rows]
-                yield y + i, _quantize(px[i : i + rows], a, fmt, deep)
+    pieces = lambda: _quantized_pieces(bands, fmt, deep)  # noqa: E731
 
     if fmt == "PNG":
         _png_stream(f, pieces(), width, height, c, 16 if deep else 8, like)
@@ -134,7 +129,12 @@ def _encode_rows(f, bands, width: int, height: int, like: Picture, fmt: str, qua
 
 
 def _png_stream(f, pieces, width: int, height: int, c: int, bits: int, pic: Picture) -> None:
-    """A PNG written as its rows arrive: each row with the Sub filter (made with numpy), zlib level 1."""
+    """A PNG written as its rows arrive: each row with the Sub filter (made with numpy), zlib level 1.
+
+    Every PNG we write goes through here. On a 3 MP upscaled photo: 0.08 s and 4.18 MB, against
+    Pillow's 0.28 s and 4.04 MB at ``compress_level=1`` (most of Pillow's time is choosing a filter
+    per row; the default level 6 takes 1.5 s); OpenCV, which Real-ESRGAN's scripts use, also
+    writes level 1."""
     colour = {1: 0, 2: 4, 3: 2, 4: 6}[c]
     ihdr = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bits, colour, 0, 0, 0))
     f.write(b"\x89PNG\r\n\x1a\n" + ihdr + _png_meta_chunks(pic))
@@ -172,12 +172,6 @@ def _png_meta_chunks(pic: Picture) -> bytes:
     if pic.exif:
         extra += _png_chunk(b"eXIf", pic.exif[6:] if pic.exif.startswith(b"Exif\x00\x00") else pic.exif)
     return extra
-
-
-def _png_add_chunks(data: bytes, pic: Picture) -> bytes:
-    """Insert iCCP and eXIf chunks after IHDR of a PNG written by pypng."""
-    ihdr_end = 8 + 25  # signature + IHDR chunk (4 + 4 + 13 + 4)
-    return data[:ihdr_end] + _png_meta_chunks(pic) + data[ihdr_end:]
 
 
 def save_png(tensor, path: str | Path) -> None:

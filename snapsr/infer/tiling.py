@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 _M32 = 0xFFFFFFFF
+_BLOCK = 1 << 18  # values per band of position_noise on the CPU
 
 
 def _hash32(x: torch.Tensor) -> torch.Tensor:
@@ -54,6 +55,15 @@ def position_noise(
     GPU gives the CPU's values; drawing it on the host costs more than the network there).
     The per-pixel work is int32 and in place (2.9x faster on the CPU than int64, same bits).
     """
+    if torch.device(device).type == "cpu" and channels * h * w > _BLOCK:
+        # In bands of rows a few hundred kilobytes each: the ~25 passes below then run in the cache,
+        # not through memory (4x faster for 3 MP, the same bits).
+        rows = max(1, _BLOCK // (channels * w))
+        out = torch.empty(1, channels, h, w)
+        for y in range(0, h, rows):
+            n = min(rows, h - y)
+            out[:, :, y : y + n] = position_noise(seed, channels, y0 + y, x0, n, w)
+        return out
     ys = torch.arange(y0, y0 + h, dtype=torch.int64, device=device).view(1, h, 1)
     xs = torch.arange(x0, x0 + w, dtype=torch.int64, device=device).view(1, 1, w)
     cs = torch.arange(channels, dtype=torch.int64, device=device).view(channels, 1, 1)

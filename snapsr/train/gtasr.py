@@ -66,6 +66,15 @@ class GTASRConfig:
     # The sub-pixel grid (losses.pixel.phase_pattern_loss) at every dial value: what an adversarial
     # term learns to lay over the pixel shuffle's phases when nothing forbids it.
     w_phase: float = 0.0
+    # An anchor for the realistic end: frozen weights (e.g. the shipped default) whose one-step
+    # output, for the same start state and dial value, the student's is pulled towards with a
+    # weight rising linearly from 0 at ``anchor_from`` to 1 at realism 1, the full-resolution
+    # pixel term loosened by as much. The faithful end then learns from the pixels alone while the
+    # realistic end keeps what the anchor's adversarial training found, without a discriminator
+    # (which grows grain the longer it pushes, and without which the dial collapses).
+    anchor: str = ""
+    anchor_from: float = 0.25
+    w_anchor: float = 1.0
     charbonnier_eps: float = 1e-3
     # Stage II: Dual-Reference Structural Rectification
     stage2_start: int = -1  # first step of stage II; -1: never
@@ -80,6 +89,8 @@ class GTASRConfig:
             raise ValueError(f"gtasr.pixel_at_1 must be in [0, 1], got {self.pixel_at_1}")
         if self.lowpass < 1:
             raise ValueError(f"gtasr.lowpass must be at least 1, got {self.lowpass}")
+        if not 0.0 <= self.anchor_from < 1.0:
+            raise ValueError(f"gtasr.anchor_from must be in [0, 1), got {self.anchor_from}")
 
 
 @dataclass(frozen=True)
@@ -109,11 +120,16 @@ def grid_time(i: torch.Tensor, n: int, rho: float) -> torch.Tensor:
 
 
 class GTASRLoss(nn.Module):
-    def __init__(self, student: FlowSR, reference: FlowSR, cfg: GTASRConfig, total_steps: int, dial, terms):
+    def __init__(
+        self, student: FlowSR, reference: FlowSR, cfg: GTASRConfig, total_steps: int, dial, terms, anchor=None
+    ):
         super().__init__()
         self.student, self.cfg, self.total = student, cfg, total_steps
         self.reference = reference.eval().requires_grad_(False)
         self.dial, self.terms = dial, terms
+        # Frozen and loaded from its file at every start: kept out of the module tree, so neither the
+        # checkpoint nor the optimiser sees it.
+        self._anchor = [anchor.eval().requires_grad_(False)] if anchor is not None else []
         self.step = 0
 
     def f(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -141,7 +157,7 @@ class GTASRLoss(nn.Module):
         t_d, centre = self.dial(lr, hr, generator)
         if c.w_consistency == 0 and c.w_ta == 0:  # supervised dial only: one pass, no trajectory terms
             out = st.one_step(x_0, t_d, cond).float()
-            loss = c.w_pixel * self.pixel(out, hr, t_d) + self.stage2_terms(out, x_0, t_d, cond, hr)
+            loss = self.pixel_and_anchor(out, hr, x_0, t_d, cond) + self.stage2_terms(out, x_0, t_d, cond, hr)
             return loss + self.terms(out, hr, cond, t_d, centre)
         n = time_grid_size(c, self.step, self.total)
         i = torch.randint(0, n, (B,), generator=generator)
@@ -166,13 +182,36 @@ class GTASRLoss(nn.Module):
         hat_tau = expand_t(tau, hr) * out_0 + expand_t(1 - tau, hr) * x_0b
         f_hat = self.f(hat_tau, tau, cond).float()
 
-        loss = c.w_consistency * C(f_t, f_s) + c.w_ta * C(f_hat, f_y) + c.w_pixel * self.pixel(out, hr, t_d)
+        loss = c.w_consistency * C(f_t, f_s) + c.w_ta * C(f_hat, f_y) + self.pixel_and_anchor(out, hr, x_0, t_d, cond)
         return loss + self.stage2_terms(out, x_0, t_d, cond, hr) + self.terms(out, hr, cond, t_d, centre)
 
-    def pixel(self, out: torch.Tensor, hr: torch.Tensor, t_d: torch.Tensor) -> torch.Tensor:
+    def anchor_weight(self, t_d: torch.Tensor) -> torch.Tensor:
+        """Per image: 0 up to ``anchor_from``, rising linearly to 1 at realism 1."""
+        a = self.cfg.anchor_from
+        return ((t_d.float().reshape(-1) - a) / (1 - a)).clamp(0, 1)
+
+    def pixel_and_anchor(self, out, hr, x_0, t_d, cond) -> torch.Tensor:
+        """The pixel term at the dial value, and with an anchor its pull at the realistic end."""
+        c = self.cfg
+        if not self._anchor:
+            return c.w_pixel * self.pixel(out, hr, t_d)
+        w = self.anchor_weight(t_d)
+        with torch.no_grad():
+            target = self._anchor[0].one_step(x_0, t_d, cond).float()
+        pull = (w * charbonnier(out, target, c.charbonnier_eps, per_image=True)).mean()
+        return c.w_pixel * self.pixel(out, hr, t_d, 1 - w) + c.w_anchor * pull
+
+    def pixel(self, out: torch.Tensor, hr: torch.Tensor, t_d: torch.Tensor, weight=None) -> torch.Tensor:
         c = self.cfg
         loss = dial_pixel_loss(
-            out, hr, t_d, at_1=c.pixel_at_1, w_lowpass=c.w_lowpass, lowpass=c.lowpass, eps=c.charbonnier_eps
+            out,
+            hr,
+            t_d,
+            at_1=c.pixel_at_1,
+            w_lowpass=c.w_lowpass,
+            lowpass=c.lowpass,
+            eps=c.charbonnier_eps,
+            weight=weight,
         )
         if c.w_phase > 0:
             loss = loss + c.w_phase * phase_pattern_loss(out, hr, self.student.cfg.scale)
@@ -201,7 +240,17 @@ def build_gtasr(cfg: GTASRRunConfig, device: torch.device) -> Recipe:
     su = setup_student(cfg, base, device, 0.0, 1.0)
     student, terms = su.student, su.terms
     reference = copy.deepcopy(student)
-    loss = GTASRLoss(student, reference, cfg.gtasr, cfg.train.steps, su.dial, terms)
+    anchor = None
+    if cfg.gtasr.anchor:
+        anchor, _ = weights.load_flow(cfg.gtasr.anchor)
+        a, s = anchor.cfg, student.cfg
+        if (a.backbone, a.scale, a.sigma_p) != (s.backbone, s.scale, s.sigma_p):
+            raise ValueError(
+                f"gtasr.anchor {cfg.gtasr.anchor} is a {a.backbone} x{a.scale} with sigma_p {a.sigma_p}, "
+                f"the student a {s.backbone} x{s.scale} with sigma_p {s.sigma_p}: they must match"
+            )
+        anchor = anchor.to(device)
+    loss = GTASRLoss(student, reference, cfg.gtasr, cfg.train.steps, su.dial, terms, anchor)
 
     def card(step: int) -> dict:
         return su.card(

@@ -24,6 +24,7 @@ def dial_pixel_loss(
     w_lowpass: float = 0.0,
     lowpass: int = 4,
     eps: float = 1e-3,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The pixel term of a dial student, loosened towards the realistic end.
 
@@ -32,9 +33,13 @@ def dial_pixel_loss(
     free to invent texture. ``w_lowpass * t`` adds the distance between the two images
     average-pooled by ``lowpass``: however much the realistic end invents, it keeps the ground
     truth's colours and coarse structure (what a downscale of the output would show).
+    ``weight`` ``(B,)`` scales the full-resolution term per image (an anchor taking over from it).
     """
     t = t.float().reshape(-1)
-    loss = ((1 - (1 - at_1) * t) * charbonnier(out, hr, eps, per_image=True)).mean()
+    w = 1 - (1 - at_1) * t
+    if weight is not None:
+        w = w * weight.float().reshape(-1)
+    loss = (w * charbonnier(out, hr, eps, per_image=True)).mean()
     if w_lowpass > 0:
         pool = lambda x: F.avg_pool2d(x.float(), lowpass)  # noqa: E731
         loss = loss + w_lowpass * (t * charbonnier(pool(out), pool(hr), eps, per_image=True)).mean()
