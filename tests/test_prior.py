@@ -134,3 +134,56 @@ def test_missing_prior_is_a_clear_error_and_dry_run_prints_the_config(tmp_path):
     assert '"backbone": "sd_latent"' in res.output and '"space": "latent"' in res.output
     with pytest.raises(ValueError, match="backbone_args"):
         FlowConfig(backbone_args={"prior": {"nested": 1}})
+
+
+def _tiny_clip(folder):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.CLIPVisionConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        image_size=32, patch_size=8, projection_dim=8,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    transformers.CLIPVisionModelWithProjection(cfg).save_pretrained(folder)
+    return str(folder)
+
+
+def test_rcod_visual_prompt_from_a_frozen_clip_of_the_lq_image(photo_dir, tmp_path):
+    """RCOD's prompt as published: CLIP image tokens of the LQ image in the UNet's cross-attention,
+    the tower frozen and left out of the weights file, named with its hash in the card."""
+    clip = _tiny_clip(tmp_path / "clip")
+    flow = dataclasses.replace(TINY, prompt=True, prompt_tokens=4, prompt_clip=clip)
+    m = FlowSR(flow)
+    cond = m.condition(torch.rand(2, 3, 8, 8))
+    tokens = m.prompt(cond)
+    assert tokens.shape == (2, 8, flow.prompt_dim)  # the degradation encoder's 4, then CLIP's 4
+    assert not torch.equal(tokens[:, 4:], m.prompt(m.condition(torch.rand(2, 3, 8, 8)))[:, 4:])  # they see the LQ
+    trainable = {n for n, p in m.named_parameters() if p.requires_grad}
+    assert any(n.startswith("clip_tokens.proj") for n in trainable)
+    assert not any(".vision." in f".{n}" for n in trainable)
+    m.train()
+    assert not m.clip_tokens.vision.training  # frozen in eval mode whatever the recipe's mode
+    m.one_step(m.start(cond, torch.zeros_like(cond)), 0.5, cond).square().mean().backward()
+    assert m.clip_tokens.proj.weight.grad is not None
+    # RCOD trains with it; the file holds the projection, not the tower; the card names the folder
+    cfg = RCODRunConfig(
+        flow=flow,
+        rcod=RCODConfig(groups=2, calib_batches=2, prompt=True, estimator=True, space="latent"),
+        data=_data(photo_dir),
+        train=_train(tmp_path / "r"),
+    )
+    recipes.get("rcod").train(cfg, progress=False)
+    path = tmp_path / "r" / "ema.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        names = list(f.keys())
+    assert any(k.startswith("clip_tokens.proj") for k in names) and not any("vision" in k for k in names)
+    model, card = weights.load_flow(path)
+    assert card.record["prompt_clip"] == clip and len(card.record["prompt_clip_sha256"]) == 64
+    x = torch.rand(1, 3, 8, 8)
+    a = Upscaler(model, card).upscale_tensor(x, realism=0.5)
+    b = Upscaler.from_pretrained(path).upscale_tensor(x, realism=0.5)
+    assert torch.allclose(a, b, atol=1e-5)
+    # a missing CLIP folder names the setting; CLIP tokens without the prompt are refused
+    with pytest.raises(FileNotFoundError, match="flow.prompt_clip|not a CLIP folder"):
+        FlowSR(dataclasses.replace(flow, prompt_clip=str(tmp_path / "nowhere")))
+    with pytest.raises(ValueError, match="needs flow.prompt"):
+        dataclasses.replace(flow, prompt=False)

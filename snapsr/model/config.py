@@ -25,6 +25,9 @@ class FlowConfig:
     estimator: bool = False
     prompt_tokens: int = 16
     prompt_dim: int = 64
+    # RCOD's visual prompt as published: tokens from a frozen CLIP image encoder of the LQ image (a
+    # local CLIP folder, never bundled or downloaded), beside the degradation encoder's; needs prompt.
+    prompt_clip: str = ""
 
     def __post_init__(self):
         # Bounds that keep a hostile or damaged weights card from building a huge model.
@@ -38,6 +41,8 @@ class FlowConfig:
         for name, ok, what in checks:
             if not ok:
                 raise ValueError(f"flow.{name} must be {what}, got {getattr(self, name)!r}")
+        if self.prompt_clip and not self.prompt:
+            raise ValueError("flow.prompt_clip gives the visual prompt CLIP tokens: it needs flow.prompt = true")
         plain = (str, int, float, bool)
         args = self.backbone_args
         if not isinstance(args, dict) or not all(

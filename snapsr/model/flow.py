@@ -41,7 +41,28 @@ class FlowSR(nn.Module):
             if cfg.prompt or cfg.estimator
             else None
         )
+        self.clip_tokens = None
+        if cfg.prompt_clip:
+            from snapsr.model.clip import ClipTokens
+
+            self.clip_tokens = ClipTokens(cfg.prompt_clip, cfg.prompt_tokens, cfg.prompt_dim, cfg.scale)
         self.path = LinearPath()
+
+    @property
+    def card_record(self) -> dict:
+        """What a weights card says of the frozen parts outside the file: a latent prior, a CLIP."""
+        return {
+            **getattr(self.backbone, "card_record", {}),
+            **(self.clip_tokens.card_record if self.clip_tokens is not None else {}),
+        }
+
+    def prompt(self, cond: torch.Tensor) -> torch.Tensor:
+        """RCOD's visual prompt tokens ``(B, K, D)`` for ``cond = up(LR)``: the degradation encoder's,
+        followed by the frozen CLIP's when ``prompt_clip`` names one."""
+        tokens = self.encoder(cond)[0]
+        if self.clip_tokens is None:
+            return tokens
+        return torch.cat([tokens, self.clip_tokens(cond).to(tokens.dtype)], dim=1)
 
     # -- the formulation -------------------------------------------------------
     def condition(self, lr: torch.Tensor) -> torch.Tensor:
@@ -77,7 +98,7 @@ class FlowSR(nn.Module):
         """
         B, _, H, W = x_t.shape
         t = time_map(t, B, x_t)
-        extra = {"prompt": self.encoder(cond)[0]} if self.cfg.prompt else {}
+        extra = {"prompt": self.prompt(cond)} if self.cfg.prompt else {}
         m = self.backbone.size_multiple
         ph, pw = (-H) % m, (-W) % m
         if ph or pw:

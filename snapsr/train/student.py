@@ -36,7 +36,7 @@ def make_student(base: FlowSR, r: rcod.RCODConfig) -> FlowSR:
     cfg = dataclasses.replace(base.cfg, prompt=r.prompt, estimator=r.estimator)
     student = FlowSR(cfg)
     missing, unexpected = student.load_state_dict(base.state_dict(), strict=False)
-    new = ("encoder.", "backbone.prompt.")
+    new = ("encoder.", "backbone.prompt.", "clip_tokens.")
     if unexpected or any(not k.startswith(new) for k in missing):
         raise ValueError(f"cannot start the student from these weights: missing {missing}, unexpected {unexpected}")
     return student
@@ -121,7 +121,7 @@ class StudentSetup:
             rcod={**to_dict(cfg.rcod), "boundaries_psnr": self.boundaries},
             perception=to_dict(cfg.perception),
             **run_card(cfg, step),
-            **getattr(self.student.backbone, "card_record", {}),  # a latent backbone: its prior and hash
+            **self.student.card_record,  # a latent backbone's prior, a CLIP prompt's folder: with their hashes
             default_steps=1,
         )
 
