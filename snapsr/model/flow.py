@@ -71,7 +71,7 @@ class FlowSR(nn.Module):
     def start(self, cond: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """``x_0 = sqrt(1 - sigma_p^2) * up(LR) + sigma_p * eps`` (OFTSR eq. 5)."""
         s = self.cfg.sigma_p
-        return math.sqrt(1.0 - s * s) * cond + s * eps
+        return torch.add(eps, cond, alpha=math.sqrt(1.0 - s * s) / s).mul_(s) if s > 0 else cond.clone()
 
     def precond(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(c_skip, c_out, c_in)`` at time ``t``, after EDM's preconditioning (Karras et al. 2022, sec. 5).
@@ -107,8 +107,8 @@ class FlowSR(nn.Module):
         if not self.cfg.precond:
             return self.backbone(x_t, t, cond, **extra)[..., :H, :W]
         c_skip, c_out, c_in = self.precond(t.float())
-        y = x_t - math.sqrt(1.0 - self.cfg.sigma_p**2) * cond
-        return (c_skip * y + c_out * self.backbone(c_in * y, t, cond, **extra))[..., :H, :W]
+        y = torch.sub(x_t, cond, alpha=math.sqrt(1.0 - self.cfg.sigma_p**2))  # one pass over the image, not two
+        return torch.addcmul(c_out * self.backbone(c_in * y, t, cond, **extra), c_skip, y)[..., :H, :W]
 
     def one_step(self, x_0: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor) -> torch.Tensor:
         """The one-step output ``x_0 + v(x_0, t)``: a student's upscale at dial ``t`` (a number, one per
