@@ -90,6 +90,8 @@ def merge(cfg: T, data: dict, where: str = "") -> T:
         current = getattr(cfg, key)
         if dataclasses.is_dataclass(current) and isinstance(value, dict):
             changes[key] = merge(current, value, f"{where}.{key}".strip("."))
+        elif isinstance(current, dict) and isinstance(value, dict):  # a free table: keys replaced one by one
+            changes[key] = {**current, **value}
         else:
             changes[key] = _coerce(hints[key], value, f"{where}.{key}".strip("."))
     return dataclasses.replace(cfg, **changes)

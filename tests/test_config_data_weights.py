@@ -33,6 +33,10 @@ def test_config_round_trip_and_overrides(tmp_path):
         merge(cfg, parse_overrides(["degrade.jpeg=maybe"]))
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.train.steps = 3  # frozen
+    # a free table (the backbone's own arguments): an override replaces its key, keeps the others
+    f.write_text('[flow.backbone_args]\nprior = "a"\nlora_rank = 4\n')
+    c = load(TeacherRunConfig, f, ["flow.backbone_args.prior=/data/sd-turbo"])
+    assert c.flow.backbone_args == {"prior": "/data/sd-turbo", "lora_rank": 4}
 
 
 def test_cli_dry_run_prints_resolved_config():

@@ -187,3 +187,31 @@ def test_rcod_visual_prompt_from_a_frozen_clip_of_the_lq_image(photo_dir, tmp_pa
         FlowSR(dataclasses.replace(flow, prompt_clip=str(tmp_path / "nowhere")))
     with pytest.raises(ValueError, match="needs flow.prompt"):
         dataclasses.replace(flow, prompt=False)
+
+
+def test_vpd_distils_a_multi_step_teacher_into_the_latent_student(photo_dir, tmp_path):
+    """VPD-SR as published: a one-step student on the prior distilled from a multi-step teacher's
+    outputs, with CLIP semantic supervision and HFP on the decoded pixels and a patch discriminator."""
+    from snapsr.train.oftsr import OFTSRConfig
+    from snapsr.train.vpd import VPDRunConfig
+
+    tcfg = FlowConfig(scale=4, backbone="lrnet_t")
+    teacher = weights.save(tmp_path / "t.safetensors", FlowSR(tcfg), weights.flow_card(tcfg, kind="teacher"))
+    clip = _tiny_clip(tmp_path / "clip")
+    cfg = VPDRunConfig(
+        teacher=str(teacher),
+        student=TINY,
+        oftsr=OFTSRConfig(teacher_steps=2),
+        perception=PerceptionConfig(w_hfp=0.1, w_adv=0.01, adv_start=1, adv_ramp=1, d_channels=8, clip_path=clip),
+        data=_data(photo_dir),
+        train=_train(tmp_path / "v"),
+    )
+    res = recipes.get("vpd").train(cfg, progress=False)
+    assert all(torch.isfinite(torch.tensor(v)) for v in res.losses.values())
+    model, card = weights.load_flow(tmp_path / "v" / "ema.safetensors")
+    assert model.cfg.backbone == "sd_tiny" and card.student
+    assert card.record["distillation"] == "outputs" and card.record["perception"]["w_semantic"] > 0
+    assert Upscaler(model, card).upscale_tensor(torch.rand(1, 3, 8, 8), realism=0.7).shape == (1, 3, 32, 32)
+    # the prior cannot be the teacher (it predicts restorations, not velocities), nor a student the teacher
+    with pytest.raises(ValueError, match="one-step student's"):
+        recipes.get("vpd").train(dataclasses.replace(cfg, teacher=str(tmp_path / "v" / "ema.safetensors")))

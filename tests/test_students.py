@@ -364,3 +364,47 @@ def test_cli_looks_recipes_up_and_checks_the_configs_recipe(tmp_path):
     assert res.exit_code == 2 and "config of the 'vpd' recipe" in res.output
     res = CliRunner().invoke(main, ["train", "distill", "--recipe", "esrgan", "--dry-run"])
     assert res.exit_code == 2 and "unknown training recipe 'esrgan'" in res.output
+
+
+def test_output_distillation_matches_the_teachers_dial_from_the_same_noise(photo_dir, tmp_path):
+    """A student of another architecture (here another size) learns the teacher's output at realism t
+    from the same noise: its posterior mean blended towards its multi-step sample."""
+    from snapsr.train.oftsr import OFTSRConfig, OutputDistillLoss
+
+    teacher = perturbed(FlowConfig(scale=4, backbone="lrnet_t", sigma_p=0.2), 4)
+    student = perturbed(FlowConfig(scale=4, backbone="lrnet_t", sigma_p=0.1), 5)
+    cfg = OFTSRConfig(teacher_steps=3, teacher_sampler="euler")
+    dial = DialTime(RCODConfig(), [], 0.0, 1.0, 4)
+    loss = OutputDistillLoss(student, teacher, cfg, dial, lambda *a: torch.zeros(()))
+    hr = torch.rand(2, 3, 16, 16)
+    lr = torch.nn.functional.avg_pool2d(hr, 4)
+    value = loss(lr, hr, torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    eps = torch.randn(hr.shape, generator=g)
+    t, _ = dial(lr, hr, g)
+    cond = student.condition(lr)
+    x_t = teacher.start(cond, eps)
+    mean = x_t + teacher.velocity(x_t, 0.0, cond)
+    x = x_t
+    for a, b in ((0, 1 / 3), (1 / 3, 2 / 3), (2 / 3, 1)):
+        x = x + (b - a) * teacher.velocity(x, a, cond)
+    want = mean + t.view(-1, 1, 1, 1) * (x - mean)
+    out = student.one_step(student.start(cond, eps), t, cond)
+    assert torch.allclose(value, (out - want).abs().mean(), atol=1e-5)
+    with pytest.raises(ValueError, match="teacher_sampler"):
+        OFTSRConfig(teacher_sampler="dpm")
+    # through the recipe: a card that says so; a one-step student is refused as the teacher
+    tcfg = FlowConfig(scale=4, backbone="lrnet_t")
+    t_path = weights.save(tmp_path / "t.safetensors", perturbed(tcfg, 2), weights.flow_card(tcfg, kind="teacher"))
+    run_cfg = DistillRunConfig(
+        teacher=str(t_path),
+        student=FlowConfig(scale=4, backbone="lrnet_t", sigma_p=0.1),
+        data=tiny_data(photo_dir),
+        train=tiny_train(tmp_path / "o", steps=2),
+    )
+    train_distill(run_cfg, progress=False)
+    card = weights.read_card(tmp_path / "o" / "ema.safetensors")
+    assert card["distillation"] == "outputs" and card["kind"] == "student"
+    s_path = weights.save(tmp_path / "s.safetensors", perturbed(tcfg, 2), weights.flow_card(tcfg, kind="student"))
+    with pytest.raises(ValueError, match="multi-step flow"):
+        train_distill(dataclasses.replace(run_cfg, teacher=str(s_path)), progress=False)

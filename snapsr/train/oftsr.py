@@ -26,6 +26,13 @@ Losses, each weighted in ``OFTSRConfig`` (defaults after OFTSR's DIV2K configura
              published losses left a detail bump at t 0.25 on our small student).
 
 ``init`` starts the student from another student's weights (fine-tuning) instead of the teacher.
+
+A student of another architecture (``DistillRunConfig.student``: a one-step latent backbone on a
+diffusion prior, VPD-SR as published, or a smaller pixel network than its teacher) cannot follow
+the teacher's trajectory from the teacher's own weights: it is distilled on outputs instead
+(``OutputDistillLoss``): at dial ``t`` its one-step output matches the teacher's output at realism
+``t`` from the same noise, i.e. the teacher's posterior mean blended towards its ``teacher_steps``-step
+sample, plus the perception terms.
 """
 
 from __future__ import annotations
@@ -39,8 +46,10 @@ import torch.nn.functional as F
 from snapsr.config import to_dict
 from snapsr.degrade import DegradeConfig
 from snapsr.model import weights
+from snapsr.model.config import FlowConfig
 from snapsr.model.flow import FlowSR
 from snapsr.model.path import expand_t
+from snapsr.model.samplers import SAMPLERS
 from snapsr.train.config import DataConfig, TrainConfig
 from snapsr.train.loop import Recipe, RunResult, run
 from snapsr.train.losses.hfp import dial_order_loss
@@ -70,16 +79,26 @@ class OFTSRConfig:
     anchor_steps: int = 4  # RK2 steps of the teacher from 0 to t for the anchor
     w_order: float = 0.0  # dial-order hinge on high-band energy between t and s (see above)
     loss: str = "l1"  # l1 | l2
+    # Output distillation (a student of another architecture): the teacher's sampler and steps
+    teacher_steps: int = 4
+    teacher_sampler: str = "heun"
 
     def __post_init__(self):
         if self.anchor_steps < 1:
             raise ValueError(f"oftsr.anchor_steps must be at least 1, got {self.anchor_steps}")
+        if self.teacher_steps < 1:
+            raise ValueError(f"oftsr.teacher_steps must be at least 1, got {self.teacher_steps}")
+        if self.teacher_sampler not in SAMPLERS:
+            raise ValueError(f"oftsr.teacher_sampler must be one of {sorted(SAMPLERS)}, got {self.teacher_sampler!r}")
 
 
 @dataclass(frozen=True)
 class DistillRunConfig:
     teacher: str = "runs/teacher_s/ema.safetensors"  # the student starts as a copy of it ...
     init: str = ""  # ... or as these student weights (same teacher backbone and RCOD flags): fine-tuning
+    # ... or, given, a student of this architecture (e.g. sd_latent on a local prior, or lrnet_s under
+    # an lrnet_b teacher), distilled on the teacher's outputs (OutputDistillLoss)
+    student: FlowConfig | None = None
     recipe: str = "oftsr"
     oftsr: OFTSRConfig = field(default_factory=OFTSRConfig)
     rcod: RCODConfig = field(default_factory=RCODConfig)  # grouping, prompt injection, estimator
@@ -168,11 +187,50 @@ class OFTSRLoss(nn.Module):
         return loss
 
 
+class OutputDistillLoss(nn.Module):
+    """A one-step student of another architecture than its teacher's, distilled on outputs: at dial
+    ``t`` (per image) its output from the noise ``eps`` matches the teacher's output at realism ``t``
+    from the same ``eps`` (``FlowSR.at_realism``: the posterior mean blended towards the multi-step
+    sample), plus the perception terms on the student's output."""
+
+    def __init__(self, student: FlowSR, teacher: FlowSR, cfg: OFTSRConfig, dial: DialTime, terms: StudentTerms):
+        super().__init__()
+        self.student, self.cfg, self.dial, self.terms = student, cfg, dial, terms
+        self.teacher = teacher.eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def target(self, cond: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        c, te = self.cfg, self.teacher
+        x_0 = te.start(cond, eps)
+        t = expand_t(t, x_0)
+        return te.at_realism(x_0, t, cond, one_step=False, steps=c.teacher_steps, sampler=c.teacher_sampler).float()
+
+    def forward(self, lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        st = self.student
+        cond = st.condition(lr)
+        eps = torch.randn(hr.shape, generator=generator).to(hr)
+        t, centre = self.dial(lr, hr, generator)
+        target = self.target(cond, eps, t)
+        out = st.one_step(st.start(cond, eps), t, cond).float()
+        dist = F.l1_loss if self.cfg.loss == "l1" else F.mse_loss
+        return dist(out, target) + self.terms(out, hr, cond, t, centre)
+
+
 @recipe("oftsr", config=DistillRunConfig, summary="a one-step student distilled from a teacher's trajectory (OFTSR)")
 def build_oftsr(cfg: DistillRunConfig, device: torch.device, label: str = "OFTSR trajectory distillation") -> Recipe:
     teacher, t_card = weights.load_flow(cfg.teacher, device)
-    one_step_only(teacher.cfg.backbone, "trajectory distillation (its student starts as the teacher)")
-    su = setup_student(cfg, teacher, device, cfg.oftsr.t_min, cfg.oftsr.t_max)
+    one_step_only(teacher.cfg.backbone, "distillation from a teacher (a multi-step flow)")
+    if cfg.student is not None:  # another architecture: distilled on the teacher's outputs
+        if t_card.student:
+            raise ValueError(
+                f"teacher {cfg.teacher} is a one-step student; output distillation needs a multi-step flow"
+            )
+        if cfg.student.scale != teacher.cfg.scale:
+            raise ValueError(f"the student's scale ({cfg.student.scale}) is not the teacher's ({teacher.cfg.scale})")
+        base = FlowSR(cfg.student)
+    else:
+        base = teacher
+    su = setup_student(cfg, base, device, cfg.oftsr.t_min, cfg.oftsr.t_max)
     student, terms = su.student, su.terms
     if cfg.init:
         weights.init_from(
@@ -189,10 +247,14 @@ def build_oftsr(cfg: DistillRunConfig, device: torch.device, label: str = "OFTSR
             recipe=label,
             oftsr=to_dict(cfg.oftsr),
             teacher=t_card.name or cfg.teacher,
+            distillation="outputs" if cfg.student is not None else "trajectory",
             **({"init": weights.read_card(cfg.init).get("name", cfg.init)} if cfg.init else {}),
         )
 
-    loss = OFTSRLoss(student, teacher, cfg.oftsr, su.dial, terms)
+    if cfg.student is not None:
+        loss = OutputDistillLoss(student, teacher, cfg.oftsr, su.dial, terms)
+    else:
+        loss = OFTSRLoss(student, teacher, cfg.oftsr, su.dial, terms)
     return Recipe(
         model=student,
         loss=loss,
