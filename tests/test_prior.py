@@ -215,3 +215,26 @@ def test_vpd_distils_a_multi_step_teacher_into_the_latent_student(photo_dir, tmp
     # the prior cannot be the teacher (it predicts restorations, not velocities), nor a student the teacher
     with pytest.raises(ValueError, match="one-step student's"):
         recipes.get("vpd").train(dataclasses.replace(cfg, teacher=str(tmp_path / "v" / "ema.safetensors")))
+
+
+def test_vae_encoder_lora_starts_as_the_identity_trains_and_reloads(tmp_path):
+    plain = FlowSR(TINY)
+    cfg = dataclasses.replace(TINY, backbone_args={"vae_lora_rank": 2})
+    m = FlowSR(cfg)
+    m.load_state_dict(plain.state_dict(), strict=False)  # the same UNet LoRA and heads
+    cond = m.condition(torch.rand(1, 3, 8, 8))
+    with torch.no_grad():
+        assert torch.allclose(m.one_step(cond, 0.5, cond), plain.one_step(cond, 0.5, cond), atol=1e-6)
+    vae_lora = [n for n, p in m.named_parameters() if p.requires_grad and ".vae.encoder." in n]
+    assert vae_lora and all("lora_" in n for n in vae_lora)
+    assert not any(p.requires_grad for n, p in m.named_parameters() if ".vae.decoder." in n)
+    m.one_step(cond, 0.5, cond).square().mean().backward()
+    grads = dict(m.named_parameters())
+    assert any(grads[n].grad is not None and grads[n].grad.abs().sum() > 0 for n in vae_lora if "lora_B" in n)
+    with torch.no_grad():
+        for n in vae_lora:
+            grads[n].add_(0.01)
+    path = weights.save(tmp_path / "v.safetensors", m, weights.flow_card(cfg, kind="student"))
+    loaded, _ = weights.load_flow(path)
+    with torch.no_grad():
+        assert torch.allclose(loaded.one_step(cond, 0.5, cond), m.one_step(cond, 0.5, cond), atol=1e-5)

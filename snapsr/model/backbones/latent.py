@@ -33,6 +33,8 @@ from snapsr.model.backbones.registry import register
 TINY = "tiny"
 RANDOM_SD21 = "random-sd2.1"  # SD 2.1 base's architecture, randomly initialised: speed and memory only
 ONE_STEP_ONLY = ("sd_latent", "sd_tiny")  # the backbones below
+# The VAE encoder's layers that take a LoRA with vae_lora_rank > 0: its convolutions and attention
+VAE_TARGETS = ["conv_in", "conv1", "conv2", "conv_shortcut", "conv_out", "to_q", "to_k", "to_v", "to_out.0"]
 
 
 def _diffusers():
@@ -112,9 +114,10 @@ class LatentUNet(nn.Module):
         t_range: tuple[int, int] = (200, 999),
         prompt_dim: int = 0,
         gradient_checkpointing: bool = False,
+        vae_lora_rank: int = 0,
     ):
         super().__init__()
-        from peft import LoraConfig
+        from peft import LoraConfig, inject_adapter_in_model
 
         self.scale, self.prior, self.t_range = scale, prior, tuple(t_range)
         self.vae, self.unet, scheduler = load_prior(prior)
@@ -125,6 +128,13 @@ class LatentUNet(nn.Module):
         self.unet.add_adapter(
             LoraConfig(r=lora_rank, lora_alpha=lora_rank, init_lora_weights="gaussian", target_modules=targets)
         )
+        if vae_lora_rank > 0:  # the VAE encoder too (OSEDiff's choice): it reads the degraded input
+            inject_adapter_in_model(
+                LoraConfig(
+                    r=vae_lora_rank, lora_alpha=vae_lora_rank, init_lora_weights="gaussian", target_modules=VAE_TARGETS
+                ),
+                self.vae.encoder,
+            )
         if gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
         self.register_buffer("alphas", scheduler.alphas_cumprod.float().clone(), persistent=False)
@@ -154,7 +164,7 @@ class LatentUNet(nn.Module):
             raise ValueError("this backbone " + ("needs" if self.prompt is not None else "takes no") + " prompt tokens")
         B = x_t.shape[0]
         tokens = self.null_token.expand(B, -1, -1) if prompt is None else self.prompt(prompt)
-        z = self.vae.encode(x_t * 2 - 1).latent_dist.mode() * self.sf  # the encoder is frozen
+        z = self.vae.encode(x_t * 2 - 1).latent_dist.mode() * self.sf  # frozen, or its LoRA trains
         if t.shape[-1] == 1:  # one dial value per image
             return self._restore(z, t.view(B), tokens) - x_t
         lo, hi = t.amin((1, 2, 3)), t.amax((1, 2, 3))  # a map: the two ends, blended per pixel
@@ -194,20 +204,21 @@ def sd_latent(
     lora_rank: int = 8,
     t_range: tuple[int, int] = (200, 999),
     gradient_checkpointing: bool = False,
+    vae_lora_rank: int = 0,
 ) -> LatentUNet:
     """A Stable Diffusion prior from the local folder ``prior`` (flow.backbone_args.prior)."""
     if not prior:
         raise FileNotFoundError("the sd_latent backbone needs flow.backbone_args.prior: a local diffusers folder")
     return LatentUNet(
         scale=scale, prior=prior, lora_rank=lora_rank, t_range=t_range, prompt_dim=prompt_dim,
-        gradient_checkpointing=gradient_checkpointing,
+        gradient_checkpointing=gradient_checkpointing, vae_lora_rank=vae_lora_rank,
     )  # fmt: skip
 
 
 @register("sd_tiny")
-def sd_tiny(*, scale: int, prompt_dim: int = 0, lora_rank: int = 4) -> LatentUNet:
+def sd_tiny(*, scale: int, prompt_dim: int = 0, lora_rank: int = 4, vae_lora_rank: int = 0) -> LatentUNet:
     """The latent backbone on tiny random configs: for tests and smoke runs only."""
-    return LatentUNet(scale=scale, prior=TINY, lora_rank=lora_rank, prompt_dim=prompt_dim)
+    return LatentUNet(scale=scale, prior=TINY, lora_rank=lora_rank, prompt_dim=prompt_dim, vae_lora_rank=vae_lora_rank)
 
 
 def describe(prior: str) -> dict:
