@@ -69,9 +69,12 @@ class FiLMBlock(nn.Module):
 
 
 def _fusable(z: torch.Tensor) -> bool:
-    """Whether oneDNN's fused convolutions can run this block: a CPU tensor in channels_last."""
+    """Whether oneDNN's fused convolutions can run this block: a CPU tensor in channels_last, eagerly
+    (an ONNX or TorchScript trace and torch.compile get the plain ops, which they fuse their own way)."""
     return (
         z.device.type == "cpu"
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
         and z.dtype in (torch.float32, torch.bfloat16)
         and z.is_contiguous(memory_format=torch.channels_last)
         and _FUSED is not None
