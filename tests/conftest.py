@@ -32,6 +32,18 @@ def perturbed(cfg, seed: int):
     return m
 
 
+def tiny_clip(folder) -> str:
+    """A tiny random CLIP image tower saved as a local CLIP folder (seeded; nothing downloaded)."""
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.CLIPVisionConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        image_size=32, patch_size=8, projection_dim=8,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    transformers.CLIPVisionModelWithProjection(cfg).save_pretrained(folder)
+    return str(folder)
+
+
 @pytest.fixture()
 def photo_dir(tmp_path: Path) -> Path:
     d = tmp_path / "photos"

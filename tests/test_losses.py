@@ -6,6 +6,7 @@ from snapsr.train.losses.adversarial import PatchDiscriminator, d_hinge, g_hinge
 from snapsr.train.losses.hfp import dial_order_loss, haar_bands, hfp_loss, high_band_energy
 from snapsr.train.losses.perception import PerceptionConfig, PerceptionLoss
 from snapsr.train.losses.pixel import charbonnier, dial_pixel_loss, edge_loss, phase_pattern_loss, sobel
+from tests.conftest import tiny_clip
 
 
 def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -150,14 +151,7 @@ def test_missing_local_weights_are_clear_errors(tmp_path):
 
 
 def test_semantic_supervision_with_a_tiny_random_clip(tmp_path):
-    transformers = pytest.importorskip("transformers")
-    cfg = transformers.CLIPVisionConfig(
-        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-        image_size=32, patch_size=8, projection_dim=8,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    transformers.CLIPVisionModelWithProjection(cfg).save_pretrained(tmp_path / "clip")
-    p = PerceptionLoss(PerceptionConfig(w_semantic=1.0, clip_path=str(tmp_path / "clip")))
+    p = PerceptionLoss(PerceptionConfig(w_semantic=1.0, clip_path=tiny_clip(tmp_path / "clip")))
     hr, cond = torch.rand(2, 3, 40, 40), torch.rand(2, 3, 40, 40)
     assert p(hr, hr, cond, step=0).abs() < 1e-5
     sr = torch.rand(2, 3, 40, 40, requires_grad=True)

@@ -23,6 +23,7 @@ from snapsr.train.config import DataConfig, TrainConfig  # noqa: E402
 from snapsr.train.gtasr import GTASRConfig, GTASRRunConfig  # noqa: E402
 from snapsr.train.losses.perception import PerceptionConfig  # noqa: E402
 from snapsr.train.rcod import RCODConfig, RCODRunConfig  # noqa: E402
+from tests.conftest import tiny_clip  # noqa: E402
 
 TINY = FlowConfig(scale=4, sigma_p=0.0, backbone="sd_tiny", precond=False)
 
@@ -136,21 +137,10 @@ def test_missing_prior_is_a_clear_error_and_dry_run_prints_the_config(tmp_path):
         FlowConfig(backbone_args={"prior": {"nested": 1}})
 
 
-def _tiny_clip(folder):
-    transformers = pytest.importorskip("transformers")
-    cfg = transformers.CLIPVisionConfig(
-        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-        image_size=32, patch_size=8, projection_dim=8,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    transformers.CLIPVisionModelWithProjection(cfg).save_pretrained(folder)
-    return str(folder)
-
-
 def test_rcod_visual_prompt_from_a_frozen_clip_of_the_lq_image(photo_dir, tmp_path):
     """RCOD's prompt as published: CLIP image tokens of the LQ image in the UNet's cross-attention,
     the tower frozen and left out of the weights file, named with its hash in the card."""
-    clip = _tiny_clip(tmp_path / "clip")
+    clip = tiny_clip(tmp_path / "clip")
     flow = dataclasses.replace(TINY, prompt=True, prompt_tokens=4, prompt_clip=clip)
     m = FlowSR(flow)
     cond = m.condition(torch.rand(2, 3, 8, 8))
@@ -197,7 +187,7 @@ def test_vpd_distils_a_multi_step_teacher_into_the_latent_student(photo_dir, tmp
 
     tcfg = FlowConfig(scale=4, backbone="lrnet_t")
     teacher = weights.save(tmp_path / "t.safetensors", FlowSR(tcfg), weights.flow_card(tcfg, kind="teacher"))
-    clip = _tiny_clip(tmp_path / "clip")
+    clip = tiny_clip(tmp_path / "clip")
     cfg = VPDRunConfig(
         teacher=str(teacher),
         student=TINY,

@@ -17,7 +17,7 @@ from snapsr.train.losses.pixel import charbonnier, dial_pixel_loss
 from snapsr.train.oftsr import DistillRunConfig, train_distill
 from snapsr.train.rcod import RCODConfig
 from snapsr.train.student import DialTime, make_student
-from tests.conftest import perturbed
+from tests.conftest import perturbed, tiny_clip
 
 
 def tiny_train(out, steps=4, **kw) -> TrainConfig:
@@ -272,16 +272,13 @@ def test_estimator_needs_grouping(photo_dir, tmp_path):
 
 
 def test_semantic_and_lpips_terms_train_from_local_weights(photo_dir, tmp_path):
-    transformers = pytest.importorskip("transformers")
     from .test_eval import tiny_lpips_weights
 
-    cfg = transformers.CLIPVisionConfig(
-        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-        image_size=32, patch_size=8, projection_dim=8,
-    )  # fmt: skip
-    transformers.CLIPVisionModelWithProjection(cfg).save_pretrained(tmp_path / "clip")
     perception = PerceptionConfig(
-        w_semantic=0.1, clip_path=str(tmp_path / "clip"), w_lpips=0.1, lpips_dir=str(tiny_lpips_weights(tmp_path / "l"))
+        w_semantic=0.1,
+        clip_path=tiny_clip(tmp_path / "clip"),
+        w_lpips=0.1,
+        lpips_dir=str(tiny_lpips_weights(tmp_path / "l")),
     )
     run_cfg = GTASRRunConfig(
         flow=FlowConfig(scale=4, backbone="lrnet_t"),
