@@ -10,35 +10,43 @@ from snapsr import runtime
 
 
 def test_wants_hugepages_only_where_it_helps():
-    glibc = (2, 36)
-    assert runtime.wants_hugepages({}, "linux", glibc, "madvise")
-    assert not runtime.wants_hugepages({}, "linux", glibc, "always")  # already huge pages
-    assert not runtime.wants_hugepages({}, "linux", glibc, "never")
-    assert not runtime.wants_hugepages({}, "linux", glibc, None)
-    assert not runtime.wants_hugepages({}, "linux", (2, 34), "madvise")  # no such tunable before 2.35
-    assert not runtime.wants_hugepages({}, "linux", None, "madvise")  # musl
-    assert not runtime.wants_hugepages({}, "darwin", glibc, "madvise")
-    assert not runtime.wants_hugepages({"SNAPSR_NO_HUGEPAGES": "1"}, "linux", glibc, "madvise")
-    # set already (by us, after the re-exec, or by the user): never loops
-    assert not runtime.wants_hugepages({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, "linux", glibc, "madvise")
+    assert runtime.wants_hugepages({}, "linux", "madvise")
+    assert not runtime.wants_hugepages({}, "linux", "always")  # already huge pages
+    assert not runtime.wants_hugepages({}, "linux", "never")
+    assert not runtime.wants_hugepages({}, "linux", None)
+    assert not runtime.wants_hugepages({}, "darwin", "madvise")
+    assert not runtime.wants_hugepages({"SNAPSR_NO_HUGEPAGES": "1"}, "linux", "madvise")
+    assert not runtime.wants_hugepages({runtime.VARIABLE: "0"}, "linux", "madvise")  # the user's choice stands
+
+
+PROBE = """
+import os, sys
+from snapsr import runtime
+import snapsr.cli  # every command module: none may import torch before entry() asks for huge pages
+assert "torch" not in sys.modules, "importing the CLI imported torch"
+print(runtime.enable_hugepages())
+import torch
+x = torch.ones(64 << 20, dtype=torch.uint8)  # 64 MiB: PyTorch's allocator asks for huge pages above 2 MiB
+huge = sum(int(line.split()[1]) for line in open("/proc/self/smaps") if line.startswith("AnonHugePages:"))
+print(huge)
+"""
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
-def test_cli_runs_with_the_tunable_where_wanted(tmp_path):
-    """``python -m snapsr`` re-executes itself once, keeps its arguments and exit code."""
-    probe = tmp_path / "sitecustomize.py"  # runs in every interpreter started with this path
-    probe.write_text(
-        f"import os\nopen({str(tmp_path / 'log')!r}, 'a').write(os.environ.get('GLIBC_TUNABLES', '-') + '\\n')\n"
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
-    env.pop("SNAPSR_NO_HUGEPAGES", None)
-    env.pop("GLIBC_TUNABLES", None)
-    out = subprocess.run([sys.executable, "-m", "snapsr", "models", "--json"], env=env, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert '"default"' in out.stdout
-    starts = (tmp_path / "log").read_text().split()
-    wanted = runtime.wants_hugepages({}, sys.platform, runtime.glibc_version(), runtime.thp_mode())
-    assert starts == (["-", runtime.TUNABLE] if wanted else ["-"])
+def test_cli_asks_pytorch_for_huge_pages_before_importing_it():
+    env = {k: v for k, v in os.environ.items() if k not in ("SNAPSR_NO_HUGEPAGES", runtime.VARIABLE)}
+    runs = {}
+    for name, extra in (("on", {}), ("off", {"SNAPSR_NO_HUGEPAGES": "1"})):
+        out = subprocess.run([sys.executable, "-c", PROBE], env={**env, **extra}, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        runs[name] = out.stdout.split()
+    wanted = runtime.wants_hugepages({}, sys.platform, runtime.thp_mode())
+    assert runs["on"][0] == str(wanted) and runs["off"][0] == "False"
+    if wanted:  # the kernel gave the 64 MiB block huge pages only when asked
+        assert int(runs["on"][1]) >= 32 << 10 and int(runs["off"][1]) < int(runs["on"][1])
+    assert runtime.enable_hugepages() is False  # torch is imported in this process: too late to ask
+    ok = subprocess.run([sys.executable, "-m", "snapsr", "models", "--json"], env=env, capture_output=True, text=True)
+    assert ok.returncode == 0 and '"default"' in ok.stdout, ok.stderr
     bad = subprocess.run([sys.executable, "-m", "snapsr", "no-such-command"], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "No such command" in bad.stderr
 

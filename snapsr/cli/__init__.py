@@ -31,8 +31,8 @@ for command in (
 
 
 def entry():
-    """The ``snapsr`` command: once per process, huge pages for large tensors (see ``runtime``)."""
+    """The ``snapsr`` command: huge pages for large tensors (see ``runtime``), then the commands."""
     from snapsr import runtime
 
-    runtime.reexec_with_hugepages()
-    main(prog_name="snapsr")  # after the re-exec, click would call itself "python -m snapsr"
+    runtime.enable_hugepages()  # before any command imports torch
+    main(prog_name="snapsr")  # under ``python -m snapsr`` click would call itself "python -m snapsr"
