@@ -91,7 +91,7 @@ json_values = st.recursive(
     max_leaves=12,
 )
 FLOW_KEYS = ["scale", "sigma_p", "backbone", "precond", "sigma_data", "prompt", "estimator", "prompt_tokens",
-             "prompt_dim"]  # fmt: skip
+             "prompt_dim", "encoder_input"]  # fmt: skip
 
 
 @st.composite

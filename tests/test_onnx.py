@@ -14,12 +14,14 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 
-@pytest.fixture()
-def student(tmp_path):
+@pytest.fixture(params=[{}, {"context": 2}], ids=["plain", "context"])
+def student(tmp_path, request):
+    """A tiny student; "context": with lrnet's low-resolution context branch (its pooling and resize
+    in the graph, a size multiple of 16)."""
     from snapsr.model import weights
     from snapsr.model.config import FlowConfig
 
-    cfg = FlowConfig(scale=4, backbone="lrnet_t", estimator=True)
+    cfg = FlowConfig(scale=4, backbone="lrnet_t", estimator=True, backbone_args=request.param)
     model = perturbed(cfg, 2)
     path = tmp_path / "student.safetensors"
     weights.save(path, model, weights.flow_card(cfg, kind="student", default_realism=0.3))

@@ -47,6 +47,67 @@ def test_groups_follow_similarity_and_times_stay_in_their_slice():
     assert (rcod.similarity(noisy, hr, 4) < rcod.similarity(lr, hr, 4)).all()
 
 
+def test_relative_similarity_groups_by_degradation_not_content():
+    from snapsr.degrade import bicubic_down
+
+    g = torch.Generator().manual_seed(0)
+    flat = 0.5 + 0.02 * torch.rand(1, 3, 32, 32, generator=g)  # a sky: high PSNR whatever happens to it
+    busy = torch.rand(1, 3, 32, 32, generator=g)  # grass: low PSNR even when clean
+    hr = torch.cat([flat, busy])
+    clean = bicubic_down(hr, 4)
+    noisy = (clean + 0.05 * torch.randn(clean.shape, generator=g)).clamp(0, 1)
+    # absolute PSNR ranks the noisy sky above the clean grass: content, not degradation
+    assert rcod.similarity(noisy, hr, 4)[0] > rcod.similarity(clean, hr, 4)[1]
+    rel_clean, rel_noisy = rcod.similarity(clean, hr, 4, relative=True), rcod.similarity(noisy, hr, 4, relative=True)
+    assert rel_clean.tolist() == [rcod.RELATIVE_CAP] * 2  # a clean pair: its LR is the clean downscale
+    assert (rel_noisy - 26.0).abs().max() < 1.0  # the same noise scores the same on sky and on grass
+    with pytest.raises(ValueError, match="rcod.space"):
+        RCODConfig(space="absolute")
+
+
+def test_energy_input_shows_noise_and_blur_whatever_the_content():
+    from snapsr.degrade import bicubic_down
+    from snapsr.model.backbones.prompt import local_energy
+
+    g = torch.Generator().manual_seed(1)
+    hr = torch.nn.functional.avg_pool2d(torch.rand(2, 3, 256, 256, generator=g), 17, 1, 8)  # detail at the LR scale
+    hr[1] = 0.5 + 0.1 * (hr[1] - 0.5)  # the same texture at a tenth of the contrast
+    clean = bicubic_down(hr, 4)
+    noisy = clean + 0.02 * torch.randn(clean.shape, generator=g)
+    blurred = torch.nn.functional.avg_pool2d(clean, 3, 1, 1)
+    ratio = lambda x: local_energy(x)[:, :3].mean((1, 2, 3))  # noqa: E731 - finest band against the next
+    assert (ratio(noisy) > ratio(clean) + 0.05).all() and (ratio(blurred) < ratio(clean) - 0.05).all()
+    model = FlowSR(FlowConfig(scale=4, backbone="lrnet_t", estimator=True, encoder_input="energy"))
+    level = model.realism_map(model.condition(noisy))
+    assert level.shape == (2, 1, 256, 256) and 0 <= level.min() and level.max() <= 1
+    with pytest.raises(ValueError, match="encoder_input"):
+        FlowConfig(encoder_input="pixels")
+
+
+def test_estimator_recipe_moves_only_the_estimator(tmp_path, photo_dir):
+    from snapsr.train import recipes
+
+    init = tmp_path / "student.safetensors"
+    base = make_student(perturbed(FlowConfig(scale=4, backbone="lrnet_t"), 5), RCODConfig(estimator=True))
+    weights.save(init, base, weights.flow_card(base.cfg, kind="student", default_steps=1))
+    cfg = rcod.EstimatorRunConfig(
+        init=str(init), data=tiny_data(photo_dir), train=tiny_train(tmp_path / "run", steps=3),
+        rcod=RCODConfig(groups=2, estimator=True, space="relative", calib_batches=2), auto_range=(0.0, 0.5),
+    )  # fmt: skip
+    recipes.get("estimator").train(cfg)
+    out = tmp_path / "run" / "ema.safetensors"
+    before, after = base.state_dict(), weights.load_flow(out)[0].state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith("encoder.") for k in moved)
+    card = weights.read_card(out)
+    assert card["init"] == str(init) and card["rcod"]["space"] == "relative" and card["steps_trained"] == 3
+    assert card["flow"]["encoder_input"] == "energy" and card["rcod"]["auto_range"] == [0.0, 0.5]
+    with pytest.raises(ValueError, match="auto_range"):
+        dataclasses.replace(cfg, auto_range=(0.6, 0.5))
+    with pytest.raises(ValueError, match="set init"):
+        recipes.get("estimator").train(dataclasses.replace(cfg, init=""))
+
+
 def test_calibration_splits_the_runs_data_into_equal_groups(photo_dir):
     cfg = GTASRRunConfig(data=tiny_data(photo_dir), train=tiny_train("unused"))
     b = rcod.calibrate(cfg, 4, groups=3, batches=4)
@@ -83,6 +144,27 @@ def test_student_with_rcod_encoder_starts_as_its_teacher_and_estimates_in_range(
     other = FlowSR(FlowConfig(scale=4, backbone="lrnet_s"))
     with pytest.raises(RuntimeError):
         make_student(other, RCODConfig()).load_state_dict(teacher.state_dict())
+
+
+def test_grown_student_starts_as_its_init_and_trains_the_new_part():
+    base = perturbed(FlowConfig(scale=4, backbone="lrnet_t"), 6).eval()
+    student = make_student(base, RCODConfig(), grow={"context": 2})
+    assert student.cfg.backbone_args == {"context": 2} and student.backbone.size_multiple == 16
+    lr = torch.rand(1, 3, 12, 8)  # a multiple of both size multiples: padding would differ at the edges
+    cond = base.condition(lr)
+    x = torch.rand_like(cond)
+    assert torch.allclose(student.velocity(x, 0.4, cond), base.velocity(x, 0.4, cond), atol=1e-6)
+    student.velocity(x, 0.4, cond).square().mean().backward()
+    assert student.backbone.context.out.weight.grad.abs().sum() > 0  # the zero-initialised part learns
+    from snapsr.train.student import setup_student
+
+    cfg = GTASRRunConfig(grow={"context": 2}, data=DataConfig(train_dir="unused"), train=tiny_train("unused"))
+    su = setup_student(cfg, base, torch.device("cpu"), 0.0, 1.0)
+    assert su.fresh and all(n.startswith("backbone.context.") for n in su.fresh)  # trained at fresh_lr_mult
+    with torch.no_grad():  # once trained, one more (random) convolution in the branch changes the output
+        student.backbone.context.out.weight.fill_(0.1)
+    with pytest.raises(ValueError, match="changes what the weights compute"):
+        make_student(student, RCODConfig(), grow={"context": 3})
 
 
 def test_dial_time_uniform_or_by_group():
@@ -211,6 +293,16 @@ def test_gtasr_anchor_takes_the_realistic_end_from_frozen_weights(photo_dir, tmp
     train_gtasr(run_cfg, progress=False)
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert not any("anchor" in k for k in state["state"]) and not any("anchor" in k for k in state["model"])
+    # grown from that file: the context branch trains at fresh_lr_mult times the rest's learning rate
+    grown = dataclasses.replace(
+        run_cfg,
+        grow={"context": 2},
+        train=dataclasses.replace(tiny_train(tmp_path / "grown", steps=2), fresh_lr_mult=10.0),
+    )
+    train_gtasr(grown, progress=False)
+    groups = torch.load(tmp_path / "grown" / "checkpoint.pt", weights_only=False)["optimizer"]["param_groups"]
+    assert len(groups) == 2 and groups[1]["lr"] == pytest.approx(10 * groups[0]["lr"])
+    assert weights.read_card(tmp_path / "grown" / "ema.safetensors")["flow"]["backbone_args"] == {"context": 2}
     wrong = weights.save(
         tmp_path / "w.safetensors", perturbed(FlowConfig(scale=2, backbone="lrnet_t"), 2),
         weights.flow_card(FlowConfig(scale=2, backbone="lrnet_t"), kind="teacher"),
@@ -296,9 +388,9 @@ def test_semantic_and_lpips_terms_train_from_local_weights(photo_dir, tmp_path):
 def test_registry_knows_every_recipe_and_refuses_strangers():
     from snapsr.train import recipes
 
-    assert recipes.names() == ["gtasr", "oftsr", "rcod", "teacher", "vpd"]
+    assert recipes.names() == ["estimator", "gtasr", "oftsr", "rcod", "teacher", "vpd"]
     assert recipes.get("gtasr").config is GTASRRunConfig
-    with pytest.raises(ValueError, match="known: gtasr, oftsr"):
+    with pytest.raises(ValueError, match="known: estimator, gtasr, oftsr"):
         recipes.get("esrgan")
     with pytest.raises(ValueError, match="registered twice"):
         recipes.recipe("gtasr", config=GTASRRunConfig, summary="")(lambda cfg, device: None)

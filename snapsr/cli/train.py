@@ -53,7 +53,7 @@ def train_teacher_cmd(config_path, resume, dry_run, device, overrides):
     show_default=True,
     help="A student recipe: oftsr (distil a teacher's trajectory), gtasr (consistency training from data), "
     "rcod (degradation-grouped pairs, visual prompts, the estimator), vpd (OFTSR with CLIP, HFP and "
-    "adversarial terms); snapsr train list.",
+    "adversarial terms), estimator (a trained student's realism estimator alone); snapsr train list.",
 )
 @_options
 def train_distill_cmd(recipe, config_path, resume, dry_run, device, overrides):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+ENCODER_INPUTS = ("image", "energy")
+
 
 @dataclass(frozen=True)
 class FlowConfig:
@@ -25,6 +27,10 @@ class FlowConfig:
     estimator: bool = False
     prompt_tokens: int = 16
     prompt_dim: int = 64
+    # What the encoder reads: "image", the LR itself; "energy", the log of its local energy in two
+    # frequency bands per channel (prompt.local_energy): what tells a clean photo from a degraded
+    # one, which the image alone did not teach the estimator (it predicted one value for all).
+    encoder_input: str = "image"
     # RCOD's visual prompt as published: tokens from a frozen CLIP image encoder of the LQ image (a
     # local CLIP folder, never bundled or downloaded), beside the degradation encoder's; needs prompt.
     prompt_clip: str = ""
@@ -41,6 +47,10 @@ class FlowConfig:
         for name, ok, what in checks:
             if not ok:
                 raise ValueError(f"flow.{name} must be {what}, got {getattr(self, name)!r}")
+        if self.encoder_input not in ENCODER_INPUTS:
+            raise ValueError(
+                f"flow.encoder_input must be one of {', '.join(ENCODER_INPUTS)}; got {self.encoder_input!r}"
+            )
         if self.prompt_clip and not self.prompt:
             raise ValueError("flow.prompt_clip gives the visual prompt CLIP tokens: it needs flow.prompt = true")
         plain = (str, int, float, bool)

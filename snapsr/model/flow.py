@@ -37,7 +37,9 @@ class FlowSR(nn.Module):
         if cfg.precond and not getattr(self.backbone, "preconditioned", True):
             raise ValueError(f"backbone {cfg.backbone} predicts the image itself: set flow.precond = false")
         self.encoder = (
-            DegradationEncoder(PromptConfig(tokens=cfg.prompt_tokens, dim=cfg.prompt_dim), cfg.scale)
+            DegradationEncoder(
+                PromptConfig(tokens=cfg.prompt_tokens, dim=cfg.prompt_dim, input=cfg.encoder_input), cfg.scale
+            )
             if cfg.prompt or cfg.estimator
             else None
         )

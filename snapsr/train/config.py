@@ -42,6 +42,9 @@ class TrainConfig:
     val_every: int = 1000
     val_steps: tuple[int, ...] = (1, 4)
     max_bad_steps: int = 20  # consecutive non-finite losses before giving up
+    # The learning rate of parameters new in this run (a grown backbone's parts, gtasr's ``grow``) is
+    # this multiple of ``lr``: a zero-initialised branch barely moves at a fine-tuning rate.
+    fresh_lr_mult: float = 1.0
 
 
 @dataclass(frozen=True)

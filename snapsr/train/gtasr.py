@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -96,6 +97,9 @@ class GTASRConfig:
 @dataclass(frozen=True)
 class GTASRRunConfig:
     init: str = ""  # weights to start from (e.g. a flow teacher: faster than random); "" = random
+    # Backbone arguments added to init's (e.g. {context = 4}: lrnet's context branch), their new parts
+    # starting at zero: the student starts as init and trains the new capacity on.
+    grow: dict[str, Any] = field(default_factory=dict)
     recipe: str = "gtasr"
     flow: FlowConfig = field(default_factory=FlowConfig)  # the architecture when init is ""
     gtasr: GTASRConfig = field(default_factory=GTASRConfig)
@@ -270,6 +274,7 @@ def build_gtasr(cfg: GTASRRunConfig, device: torch.device) -> Recipe:
         on_step=loss.on_step,
         state={"reference": reference},
         critic=terms.critic(),
+        fresh=su.fresh,
     )
 
 

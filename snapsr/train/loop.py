@@ -89,6 +89,7 @@ class Recipe:
     on_step: Callable[[int], None] | None = None  # told the step index before each step
     state: dict[str, nn.Module] = field(default_factory=dict)  # more modules to checkpoint (a frozen reference)
     critic: Critic | None = None
+    fresh: tuple[str, ...] = ()  # parameters new in this run (a grown backbone's): lr x train.fresh_lr_mult
 
 
 @dataclass
@@ -197,7 +198,13 @@ def run(
     if tc.channels_last:
         flow = flow.to(memory_format=torch.channels_last)
     ema = engine.EMA(flow, tc.ema_decay)
-    opt = torch.optim.AdamW(flow.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
+    fresh = set(recipe.fresh)
+    named = list(flow.named_parameters())
+    groups = [
+        {"params": [p for n, p in named if n not in fresh], "lr": tc.lr},
+        {"params": [p for n, p in named if n in fresh], "lr": tc.lr * tc.fresh_lr_mult},
+    ]
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda k: engine.warmup_cosine(k, warmup=tc.warmup, total=tc.steps, base=tc.lr, floor=tc.min_lr)
     )

@@ -18,23 +18,28 @@ its tokens), ``train/student.py`` (the dial time per sample, shared by every stu
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from snapsr.config import to_dict
 from snapsr.data import HRCrops, stream_seed
-from snapsr.degrade import DegradeConfig, degrade
+from snapsr.degrade import DegradeConfig, bicubic_down, degrade
 from snapsr.model import weights
 from snapsr.model.config import FlowConfig
 from snapsr.model.flow import FlowSR, upsample
 from snapsr.train import student as students  # a module import: student.py imports this one too
 from snapsr.train.config import DataConfig, TrainConfig
-from snapsr.train.loop import Recipe
+from snapsr.train.loop import Recipe, run_card
 from snapsr.train.losses.perception import PerceptionConfig
 from snapsr.train.losses.pixel import dial_pixel_loss
 from snapsr.train.recipes import recipe
+
+SPACES = ("pixel", "relative", "latent")
+RELATIVE_CAP = 60.0  # dB: rcod.space = "relative" scores a clean pair (its LR is the clean downscale) this
 
 
 @dataclass(frozen=True)
@@ -49,21 +54,31 @@ class RCODConfig:
     prompt: bool = False  # visual prompt injection: LR tokens condition the backbone (off: ablation)
     estimator: bool = False  # learn the dial from the LR (``--realism auto``); needs groups > 0
     w_estimator: float = 0.1
-    # What "similar" means: "pixel", the PSNR of up(LR) against HR; "latent", as published for RCOD
-    # on a diffusion prior, the cosine similarity of the two images' VAE latents (a latent backbone)
+    # What "similar" means: "pixel", the PSNR of up(LR) against HR (as published; mostly content: a
+    # flat sky scores 45 dB and grass 25 dB under the same degradation); "relative", the PSNR of the
+    # LR against the clean (bicubic) downscale of the same HR, i.e. how far the degradation moved
+    # the input, whatever its content (clean pairs score RELATIVE_CAP); "latent", as published for
+    # RCOD on a diffusion prior, the cosine similarity of the two images' VAE latents
     space: str = "pixel"
 
     def __post_init__(self):
         if self.dial not in ("group", "uniform"):
             raise ValueError(f"rcod.dial must be 'group' or 'uniform', got {self.dial!r}")
-        if self.space not in ("pixel", "latent"):
-            raise ValueError(f"rcod.space must be 'pixel' or 'latent', got {self.space!r}")
+        if self.space not in SPACES:
+            raise ValueError(f"rcod.space must be one of {', '.join(SPACES)}; got {self.space!r}")
 
 
 @torch.no_grad()
-def similarity(lr: torch.Tensor, hr: torch.Tensor, scale: int, encode=None) -> torch.Tensor:
-    """Per image, high = mildly degraded: the PSNR (dB) of ``up(LR)`` against HR, or with ``encode``
-    (a latent backbone's VAE encoder) the cosine similarity of their latents."""
+def similarity(lr: torch.Tensor, hr: torch.Tensor, scale: int, encode=None, relative: bool = False) -> torch.Tensor:
+    """Per image, high = mildly degraded: the PSNR (dB) of ``up(LR)`` against HR; with ``relative``
+    the PSNR of the LR against the clean downscale of HR (``bicubic_down``, at LR size; a clean pair
+    scores ``RELATIVE_CAP``); with ``encode`` (a latent backbone's VAE encoder) the cosine
+    similarity of their latents."""
+    if relative:
+        if encode is not None:
+            raise ValueError("rcod.space is 'relative' or 'latent', not both")
+        mse = (lr.float() - bicubic_down(hr.float(), scale)).pow(2).mean((1, 2, 3))
+        return -10 * torch.log10(mse.clamp_min(10 ** (-RELATIVE_CAP / 10)))
     up = upsample(lr.float(), scale).clamp(0, 1)
     if encode is not None:
         return F.cosine_similarity(encode(up).flatten(1).float(), encode(hr.float()).flatten(1).float(), dim=1)
@@ -87,7 +102,7 @@ def calibrate(cfg, scale: int, groups: int, batches: int, encode=None) -> list[f
     for k in range(batches):
         hr = data[k]
         g = torch.Generator().manual_seed(stream_seed("rcod-calibration", tc.seed, k))
-        sims.append(similarity(degrade(hr, scale, cfg.degrade, g), hr, scale, encode))
+        sims.append(similarity(degrade(hr, scale, cfg.degrade, g), hr, scale, encode, cfg.rcod.space == "relative"))
     sims = torch.cat(sims)
     qs = torch.tensor([1 - (i + 1) / groups for i in range(groups - 1)], dtype=sims.dtype)
     return [float(q) for q in torch.quantile(sims, qs)]
@@ -179,3 +194,82 @@ def build_rcod(cfg: RCODRunConfig, device: torch.device) -> Recipe:
         on_step=su.terms.on_step,
         critic=su.terms.critic(),
     )
+
+
+# ---------------------------------------------------------------------------
+# the estimator alone, on a trained model
+
+
+@dataclass(frozen=True)
+class EstimatorRunConfig:
+    """Train RCOD's realism estimator of a trained student and nothing else: its outputs at any dial
+    value stay bit-identical, only ``--realism auto`` changes (a model whose estimator predicts the
+    same dial for every input, or one trained without an estimator)."""
+
+    init: str = ""  # the student whose estimator to (re)train
+    recipe: str = "estimator"
+    encoder_input: str = "energy"  # flow.encoder_input of the new estimator (its encoder is trained afresh)
+    # The dial values ``--realism auto`` spans, least degraded group to most: the groups' centres in
+    # this range are the targets. A model whose realistic end is grain, not texture, caps it at its
+    # default realism, so auto never adds grain and turns towards fidelity where the input is clean.
+    auto_range: tuple[float, float] = (0.0, 1.0)
+    rcod: RCODConfig = field(default_factory=lambda: RCODConfig(groups=4, estimator=True, space="relative"))
+    # The run's pairs: the estimator learns what it will be shown, clean to heavily degraded.
+    degrade: DegradeConfig = field(default_factory=lambda: DegradeConfig(clean_share=0.25, light_share=0.25))
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            out_dir="runs/estimator", steps=3000, lr=1e-3, min_lr=1e-5, warmup=100, val_every=0, ckpt_every=500
+        )
+    )
+
+    def __post_init__(self):
+        if self.rcod.groups < 2 or not self.rcod.estimator:
+            raise ValueError("the estimator recipe needs rcod.estimator = true and rcod.groups >= 2")
+        lo, hi = self.auto_range
+        if not 0.0 <= lo < hi <= 1.0:
+            raise ValueError(f"auto_range must be two dial values 0 <= lo < hi <= 1, got {self.auto_range}")
+
+
+class EstimatorLoss(nn.Module):
+    """The estimator term alone: each pair's group centre, predicted per region from the LR."""
+
+    def __init__(self, student: FlowSR, dial):
+        super().__init__()
+        self.student, self.dial = student, dial
+
+    def forward(self, lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        _, centre = self.dial(lr, hr, generator)
+        return estimator_loss(self.student.encoder(self.student.condition(lr))[1], centre)
+
+
+@recipe("estimator", config=EstimatorRunConfig, summary="retrain RCOD's realism estimator of a trained student alone")
+def build_estimator(cfg: EstimatorRunConfig, device: torch.device) -> Recipe:
+    if not cfg.init:
+        raise ValueError("the estimator recipe retrains a trained model's estimator: set init")
+    base = weights.load_flow(cfg.init)[0]
+    if base.cfg.prompt:
+        raise ValueError(f"{cfg.init}: its prompt tokens share the estimator's encoder; retrain it with its recipe")
+    st = FlowSR(dataclasses.replace(base.cfg, estimator=True, encoder_input=cfg.encoder_input))
+    network = {k: v for k, v in base.state_dict().items() if not k.startswith("encoder.")}
+    missing, unexpected = st.load_state_dict(network, strict=False)
+    if unexpected or any(not k.startswith("encoder.") for k in missing):
+        raise ValueError(f"{cfg.init}: cannot keep its network ({len(missing)} missing, {len(unexpected)} unexpected)")
+    st = st.to(device).requires_grad_(False)
+    st.encoder.requires_grad_(True)  # the optimizer skips what has no gradient: only the estimator moves
+    scale, r = st.cfg.scale, cfg.rcod
+    boundaries = calibrate(cfg, scale, r.groups, r.calib_batches)
+    dial = students.DialTime(r, boundaries, *cfg.auto_range, scale)
+
+    def card(step: int) -> dict:
+        return weights.flow_card(
+            st.cfg,
+            kind="student",
+            recipe="RCOD realism estimator retrained (the network's tensors are init's)",
+            init=cfg.init,
+            rcod={**to_dict(r), "boundaries_psnr": boundaries, "auto_range": list(cfg.auto_range)},
+            **run_card(cfg, step),
+            default_steps=1,
+        )
+
+    return Recipe(model=st, loss=EstimatorLoss(st, dial), predictors={}, card=card, scale=scale)

@@ -31,14 +31,27 @@ def one_step_only(backbone: str, what: str) -> None:
         raise ValueError(f"backbone {backbone} is a one-step student's: {what} needs a velocity backbone (lrnet_*)")
 
 
-def make_student(base: FlowSR, r: rcod.RCODConfig) -> FlowSR:
-    """A student starting as ``base`` (teacher or reference), with RCOD's encoder added if ``r`` asks."""
-    cfg = dataclasses.replace(base.cfg, prompt=r.prompt, estimator=r.estimator)
+def make_student(base: FlowSR, r: rcod.RCODConfig, grow: dict | None = None) -> FlowSR:
+    """A student starting as ``base`` (teacher or reference), with RCOD's encoder added if ``r`` asks,
+    and ``grow`` (backbone arguments, e.g. ``{"context": 4}``) added to base's: the new parts must
+    start as the identity, which is checked on a random input."""
+    args = {**base.cfg.backbone_args, **(grow or {})}
+    cfg = dataclasses.replace(base.cfg, prompt=r.prompt, estimator=r.estimator, backbone_args=args)
     student = FlowSR(cfg)
     missing, unexpected = student.load_state_dict(base.state_dict(), strict=False)
     new = ("encoder.", "backbone.prompt.", "clip_tokens.")
-    if unexpected or any(not k.startswith(new) for k in missing):
+    if unexpected or any(not k.startswith(new) for k in missing if not grow):
         raise ValueError(f"cannot start the student from these weights: missing {missing}, unexpected {unexpected}")
+    if grow:
+        g = torch.Generator().manual_seed(0)
+        m = 4 * student.backbone.size_multiple
+        x, cond = torch.rand(1, 3, m, m, generator=g), torch.rand(1, 3, m, m, generator=g)
+        with torch.no_grad():
+            same = torch.allclose(student.velocity(x, 0.5, cond), base.velocity(x, 0.5, cond), atol=1e-5)
+        if not same:
+            raise ValueError(
+                f"growing the backbone by {grow} changes what the weights compute: its new parts must start at zero"
+            )
     return student
 
 
@@ -55,7 +68,8 @@ class DialTime(nn.Module):
         B = hr.shape[0]
         if self.r.groups <= 0:
             return (self.lo + (self.hi - self.lo) * torch.rand(B, generator=generator)).to(hr), None
-        group = rcod.group_of(rcod.similarity(lr, hr, self.scale, self.encode).cpu(), self.boundaries)
+        sim = rcod.similarity(lr, hr, self.scale, self.encode, relative=self.r.space == "relative")
+        group = rcod.group_of(sim.cpu(), self.boundaries)
         if self.r.dial == "uniform":
             t = self.lo + (self.hi - self.lo) * torch.rand(B, generator=generator)
         else:
@@ -110,6 +124,7 @@ class StudentSetup:
     dial: DialTime
     terms: StudentTerms
     boundaries: list[float]  # RCOD's group boundaries (PSNR, descending); empty without grouping
+    fresh: tuple[str, ...] = ()  # the student's parameters that ``base`` did not have (Recipe.fresh)
 
     def card(self, cfg, step: int, *, recipe: str, **extra) -> dict:
         """The student's weights card: the recipe's own fields, RCOD, perception and the run's."""
@@ -127,9 +142,10 @@ class StudentSetup:
 
 
 def setup_student(cfg, base: FlowSR, device, lo: float, hi: float) -> StudentSetup:
-    """Student from ``base``, RCOD's groups calibrated on the run's data, dial times in [lo, hi]."""
+    """Student from ``base`` (grown by ``cfg.grow`` where the recipe has it), RCOD's groups calibrated
+    on the run's data, dial times in [lo, hi]."""
     r = cfg.rcod
-    student = make_student(base, r).to(device)
+    student = make_student(base, r, getattr(cfg, "grow", None)).to(device)
     scale = student.cfg.scale
     encode = None
     if r.space == "latent":
@@ -138,7 +154,8 @@ def setup_student(cfg, base: FlowSR, device, lo: float, hi: float) -> StudentSet
             raise ValueError(f"rcod.space = 'latent' needs a latent backbone (sd_latent), not {student.cfg.backbone}")
     boundaries = rcod.calibrate(cfg, scale, r.groups, r.calib_batches, encode) if r.groups > 0 else []
     dial = DialTime(r, boundaries, lo, hi, scale, encode)
-    return StudentSetup(student, dial, StudentTerms(student, r, cfg.perception).to(device), boundaries)
+    fresh = tuple(n for n, _ in student.named_parameters() if n not in base.state_dict())
+    return StudentSetup(student, dial, StudentTerms(student, r, cfg.perception).to(device), boundaries, fresh)
 
 
 def dial_predictors(values=(0.0, 0.5, 1.0)) -> dict:

@@ -24,6 +24,23 @@ class PromptConfig:
     dim: int = 64
     channels: int = 32
     image_channels: int = 3
+    input: str = "image"  # or "energy": local_energy(LR), 2 x image_channels
+
+
+def _box(x: torch.Tensor, k: int) -> torch.Tensor:
+    return F.avg_pool2d(F.pad(x, (k // 2,) * 4, mode="replicate"), k, 1)
+
+
+def local_energy(lr: torch.Tensor) -> torch.Tensor:
+    """Per channel, the log of the LR's local energy in its finest band and its ratio to the next band
+    ``(B, 2C, h, w)``, scaled to about unit range. Content sets the level of both; blur lowers the
+    finest band against the next, noise raises it, JPEG's blocks add their own: the degradation
+    shows in these numbers for any content, which a few convolutions of the image did not find."""
+    b1 = _box(lr, 3)
+    b2 = _box(b1, 5)
+    e1 = torch.log(_box((lr - b1).square(), 3) + 1e-6)
+    e2 = torch.log(_box((b1 - b2).square(), 3) + 1e-6)
+    return torch.cat([(e1 - e2) / 5, e1 / 5 + 2], dim=1)
 
 
 class DegradationEncoder(nn.Module):
@@ -33,9 +50,11 @@ class DegradationEncoder(nn.Module):
         if side * side != cfg.tokens:
             raise ValueError(f"prompt tokens must be a square number, got {cfg.tokens}")
         self.cfg, self.scale, self.side = cfg, scale, side
+        if cfg.input not in ("image", "energy"):
+            raise ValueError(f"unknown encoder input {cfg.input!r}")
         c = cfg.channels
         self.features = nn.Sequential(
-            nn.Conv2d(cfg.image_channels, c, 3, padding=1),
+            nn.Conv2d(cfg.image_channels * (2 if cfg.input == "energy" else 1), c, 3, padding=1),
             nn.SiLU(),
             nn.Conv2d(c, c, 3, stride=2, padding=1),
             nn.SiLU(),
@@ -51,7 +70,7 @@ class DegradationEncoder(nn.Module):
         """``cond = up(LR)`` (HR size) -> ``(tokens (B,K,D), level (B,1,h,w) in [0,1] at LR/4 size)``."""
         # Read the LR content at LR resolution: up(LR) carries nothing more.
         lr = F.avg_pool2d(cond.float(), self.scale) if self.scale > 1 else cond.float()
-        h = self.features(lr)
+        h = self.features(local_energy(lr) if self.cfg.input == "energy" else lr)
         grid = F.adaptive_avg_pool2d(h, self.side).flatten(2).transpose(1, 2)  # (B, K, 2c)
         return self.to_tokens(grid), torch.sigmoid(self.level(h))
 
