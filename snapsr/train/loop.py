@@ -198,7 +198,7 @@ def run(
     if tc.channels_last:
         flow = flow.to(memory_format=torch.channels_last)
     ema = engine.EMA(flow, tc.ema_decay)
-    fresh = set(recipe.fresh)
+    fresh = set(recipe.fresh) if tc.fresh_lr_mult != 1.0 else set()  # one group: older checkpoints resume
     named = list(flow.named_parameters())
     groups = [
         {"params": [p for n, p in named if n not in fresh], "lr": tc.lr},
