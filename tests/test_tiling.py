@@ -114,3 +114,21 @@ def test_fused_inference_blocks_match_the_plain_ones():
     # against float32 than the plain blocks are
     err, plain_err = (out - plain).abs().mean(), (plain_bf16 - plain).abs().mean()
     assert 0 < err < 1.2 * plain_err, (err, plain_err)
+
+
+def test_pixel_unshuffle_and_shuffle_in_one_pass_give_the_same_bits():
+    """LRNet's eager input and output layout changes (strided copies into channels_last and back)
+    against the plain cat, pixel_unshuffle and pixel_shuffle, in float32 and bfloat16."""
+    import torch.nn.functional as F
+
+    from snapsr.model.backbones import lrnet
+
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.bfloat16):
+        x, cond = torch.rand(2, 3, 24, 40, generator=g).to(dtype), torch.rand(2, 3, 24, 40, generator=g).to(dtype)
+        u = lrnet.unshuffle_pair(x, cond, 4)
+        assert torch.equal(u, F.pixel_unshuffle(torch.cat([x, cond], dim=1), 4))
+        assert u.is_contiguous(memory_format=torch.channels_last)
+        y = torch.rand(2, 48, 6, 10, generator=g).to(dtype).contiguous(memory_format=torch.channels_last)
+        out = lrnet.shuffle(y, 4)
+        assert torch.equal(out, F.pixel_shuffle(y, 4)) and out.is_contiguous()

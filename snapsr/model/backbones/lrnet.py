@@ -96,6 +96,31 @@ def _fused_block(z: torch.Tensor, w1, b1, w2, b2) -> torch.Tensor:
     return conv_add(h, z, w2.to(d), b2.to(d), one, one, one, 1, "add", None, None, [], None)
 
 
+def _eager() -> bool:
+    return not torch.jit.is_tracing() and not torch.compiler.is_compiling() and not torch.onnx.is_in_onnx_export()
+
+
+def unshuffle_pair(x: torch.Tensor, cond: torch.Tensor, s: int) -> torch.Tensor:
+    """``pixel_unshuffle(cat([x, cond]), s)`` in channels_last, by two strided copies straight into
+    the result (the cat, the unshuffle and the change of layout were three passes over both HR
+    tensors: 0.13 s of a 512x384 upscale on 2 cores). The same values, bit for bit."""
+    B, C, H, W = x.shape
+    h, w = H // s, W // s
+    out = torch.empty(B, h, w, 2, C, s, s, dtype=x.dtype, device=x.device)
+    for k, src in enumerate((x, cond)):
+        out[:, :, :, k].copy_(src.reshape(B, C, h, s, w, s).permute(0, 2, 4, 1, 3, 5))
+    return out.view(B, h, w, 2 * C * s * s).permute(0, 3, 1, 2)  # NCHW sizes, channels_last strides
+
+
+def shuffle(y: torch.Tensor, s: int) -> torch.Tensor:
+    """``pixel_shuffle(y, s)`` of a channels_last ``y`` into a contiguous NCHW image in one pass."""
+    B, Cs, h, w = y.shape
+    C = Cs // (s * s)
+    out = torch.empty(B, C, h, s, w, s, dtype=y.dtype, device=y.device)
+    out.copy_(y.permute(0, 2, 3, 1).reshape(B, h, w, C, s, s).permute(0, 3, 1, 4, 2, 5))
+    return out.view(B, C, h * s, w * s)
+
+
 def _fused_ops():
     try:
         ops = torch.ops.mkldnn
@@ -176,8 +201,11 @@ class LRNet(nn.Module):
             t = F.avg_pool2d(t, s)
         # HR-size tensors with 3 channels are fastest in plain NCHW; the trunk runs channels_last
         # (oneDNN's fast layout on CPUs, tensor cores on GPUs).
-        u = F.pixel_unshuffle(torch.cat([x_t.contiguous(), cond.contiguous()], dim=1), s)
-        z = self.head(u.contiguous(memory_format=torch.channels_last))
+        if _eager():
+            u = unshuffle_pair(x_t, cond, s)
+        else:  # traces and exports get the plain ops
+            u = F.pixel_unshuffle(torch.cat([x_t, cond], dim=1), s).contiguous(memory_format=torch.channels_last)
+        z = self.head(u)
         emb = self.time(t)
         if prompt is not None:
             emb = emb + self.prompt(prompt).to(emb.dtype)
@@ -186,7 +214,10 @@ class LRNet(nn.Module):
             if i == middle and self.context is not None:
                 z = self.context(z)
             z = block(z, emb)
-        return F.pixel_shuffle(self.tail(z).contiguous(), s)
+        y = self.tail(z)
+        if _eager() and y.is_contiguous(memory_format=torch.channels_last):
+            return shuffle(y, s)
+        return F.pixel_shuffle(y.contiguous(), s)
 
 
 @register("lrnet_s")
