@@ -108,6 +108,29 @@ def test_estimator_recipe_moves_only_the_estimator(tmp_path, photo_dir):
         recipes.get("estimator").train(dataclasses.replace(cfg, init=""))
 
 
+def test_estimator_recipe_on_a_prompt_model_moves_only_the_level_head(tmp_path, photo_dir):
+    """The prompt tokens read the estimator's encoder: retraining the estimator keeps them (and every
+    output at a fixed dial value), moving only the level head."""
+    from snapsr.train import recipes
+
+    init = tmp_path / "student.safetensors"
+    base = make_student(
+        perturbed(FlowConfig(scale=4, backbone="lrnet_t", encoder_input="energy"), 5),
+        RCODConfig(prompt=True, estimator=True),
+    )
+    weights.save(init, base, weights.flow_card(base.cfg, kind="student", default_steps=1))
+    cfg = rcod.EstimatorRunConfig(
+        init=str(init), data=tiny_data(photo_dir), train=tiny_train(tmp_path / "run", steps=3),
+        rcod=RCODConfig(groups=2, estimator=True, space="relative", calib_batches=2), auto_range=(0.0, 0.5),
+    )  # fmt: skip
+    recipes.get("estimator").train(cfg)
+    before, after = base.state_dict(), weights.load_flow(tmp_path / "run" / "ema.safetensors")[0].state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith("encoder.level.") for k in moved)
+    with pytest.raises(ValueError, match="level head"):
+        recipes.get("estimator").train(dataclasses.replace(cfg, encoder_input="image"))
+
+
 def test_calibration_splits_the_runs_data_into_equal_groups(photo_dir):
     cfg = GTASRRunConfig(data=tiny_data(photo_dir), train=tiny_train("unused"))
     b = rcod.calibrate(cfg, 4, groups=3, batches=4)
@@ -188,6 +211,22 @@ def test_dial_time_uniform_or_by_group():
     assert ts.view(50, 4)[:, :2].max() > 0.5 and ts.view(50, 4)[:, 2:].min() < 0.5
     with pytest.raises(ValueError, match="rcod.dial"):
         RCODConfig(dial="groups")
+
+
+def test_faithful_share_trains_that_share_at_the_faithful_end_and_keeps_the_rest_of_the_dial():
+    hr = torch.rand(4, 3, 16, 16)
+    lr = torch.nn.functional.avg_pool2d(hr, 4)
+    g = torch.Generator().manual_seed(0)
+    ts = torch.cat([DialTime(RCODConfig(faithful_share=0.5), [], 0.1, 0.9, 4)(lr, hr, g)[0] for _ in range(200)])
+    at_lo = ts == 0.1
+    assert 0.4 < at_lo.float().mean() < 0.6  # about half, drawn per sample
+    rest = ts[~at_lo]
+    assert rest.min() > 0.1 and rest.max() <= 0.9 and rest.std() > 0.15  # the others still span the dial
+    # grouped: the estimator's targets are the groups' whatever the dial time
+    t, centre = DialTime(RCODConfig(groups=2, dial="uniform", faithful_share=1.0), [0.0], 0.0, 1.0, 4)(lr, hr, g)
+    assert (t == 0).all() and centre is not None
+    with pytest.raises(ValueError, match="faithful_share"):
+        RCODConfig(faithful_share=1.5)
 
 
 # -- GTASR -----------------------------------------------------------------------------

@@ -64,7 +64,15 @@ class DialTime(nn.Module):
         self.encode = encode  # rcod.space = "latent": the backbone's VAE encoder
 
     def forward(self, lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator):
-        """``(t, centre)``: per-image times, and with grouping the group centres (the estimator's target)."""
+        """``(t, centre)``: per-image times (``rcod.faithful_share`` of them at ``lo``), and with grouping
+        the group centres (the estimator's target)."""
+        t, centre = self._draw(lr, hr, generator)
+        if self.r.faithful_share > 0:
+            at_lo = torch.rand(hr.shape[0], generator=generator) < self.r.faithful_share
+            t = torch.where(at_lo.to(t.device), torch.full_like(t, self.lo), t)
+        return t, centre
+
+    def _draw(self, lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator):
         B = hr.shape[0]
         if self.r.groups <= 0:
             return (self.lo + (self.hi - self.lo) * torch.rand(B, generator=generator)).to(hr), None
