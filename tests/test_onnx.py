@@ -14,14 +14,18 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 
-@pytest.fixture(params=[{}, {"context": 2}], ids=["plain", "context"])
+@pytest.fixture(
+    params=[{}, {"backbone_args": {"context": 2}}, {"prompt": True, "encoder_input": "energy"}],
+    ids=["plain", "context", "prompt"],
+)
 def student(tmp_path, request):
     """A tiny student; "context": with lrnet's low-resolution context branch (its pooling and resize
-    in the graph, a size multiple of 16)."""
+    in the graph, a size multiple of 16); "prompt": with RCOD's degradation prompt (its encoder and
+    pooling over the whole tile in the graph)."""
     from snapsr.model import weights
     from snapsr.model.config import FlowConfig
 
-    cfg = FlowConfig(scale=4, backbone="lrnet_t", estimator=True, backbone_args=request.param)
+    cfg = FlowConfig(scale=4, backbone="lrnet_t", estimator=True, **request.param)
     model = perturbed(cfg, 2)
     path = tmp_path / "student.safetensors"
     weights.save(path, model, weights.flow_card(cfg, kind="student", default_realism=0.3))

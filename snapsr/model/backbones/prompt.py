@@ -31,6 +31,24 @@ def _box(x: torch.Tensor, k: int) -> torch.Tensor:
     return F.avg_pool2d(F.pad(x, (k // 2,) * 4, mode="replicate"), k, 1)
 
 
+def _bin_means(n: int, side: int, like: torch.Tensor) -> torch.Tensor:
+    """``(side, n)``: row ``i`` averages positions ``floor(i n / side)`` to ``ceil((i + 1) n / side) - 1``,
+    the bins of ``adaptive_avg_pool``. Built from tensor ops on the size, so an ONNX graph keeps it dynamic."""
+    pos = torch.arange(n, device=like.device).to(torch.float32)
+    size = pos[-1:] + 1
+    i = torch.arange(side, device=like.device).to(torch.float32)[:, None]
+    inside = (pos >= torch.floor(i * size / side)) & (pos < torch.ceil((i + 1) * size / side))
+    w = inside.to(torch.float32)
+    return w / w.sum(1, keepdim=True)
+
+
+def adaptive_mean(x: torch.Tensor, side: int) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d(x, side)`` for float32 ``x`` ``(B, C, H, W)``, as two small matrix products
+    that export to ONNX at any input size (the ATen op does not)."""
+    rows, cols = _bin_means(x.shape[-2], side, x), _bin_means(x.shape[-1], side, x)
+    return rows @ x @ cols.transpose(0, 1)
+
+
 def local_energy(lr: torch.Tensor) -> torch.Tensor:
     """Per channel, the log of the LR's local energy in its finest band and its ratio to the next band
     ``(B, 2C, h, w)``, scaled to about unit range. Content sets the level of both; blur lowers the
@@ -71,7 +89,7 @@ class DegradationEncoder(nn.Module):
         # Read the LR content at LR resolution: up(LR) carries nothing more.
         lr = F.avg_pool2d(cond.float(), self.scale) if self.scale > 1 else cond.float()
         h = self.features(local_energy(lr) if self.cfg.input == "energy" else lr)
-        grid = F.adaptive_avg_pool2d(h, self.side).flatten(2).transpose(1, 2)  # (B, K, 2c)
+        grid = adaptive_mean(h.float(), self.side).flatten(2).transpose(1, 2)  # (B, K, 2c)
         return self.to_tokens(grid), torch.sigmoid(self.level(h))
 
 
