@@ -274,7 +274,9 @@ def build_estimator(cfg: EstimatorRunConfig, device: torch.device) -> Recipe:
         network = {k: v for k, v in base.state_dict().items() if not k.startswith("encoder.")}
         missing, unexpected = st.load_state_dict(network, strict=False)
         if unexpected or any(not k.startswith("encoder.") for k in missing):
-            raise ValueError(f"{cfg.init}: cannot keep its network ({len(missing)} missing, {len(unexpected)} unexpected)")
+            raise ValueError(
+                f"{cfg.init}: cannot keep its network ({len(missing)} missing, {len(unexpected)} unexpected)"
+            )
         st = st.to(device).requires_grad_(False)
         st.encoder.requires_grad_(True)  # the optimizer skips what has no gradient: only the estimator moves
     scale, r = st.cfg.scale, cfg.rcod
