@@ -107,3 +107,13 @@ def test_model_card_is_typed_and_round_trips():
     for bad, match in bads:
         with pytest.raises(ValueError, match=match):
             ModelCard.parse({**raw, **bad}, "w.safetensors")
+    # "auto" (the estimator's dial) is a default only for a model that has an estimator
+    auto = ModelCard.parse({**raw, "flow": {"scale": 2, "estimator": True}, "default_realism": "auto"})
+    assert auto.default_realism == "auto" and ModelCard.parse(auto.to_dict()) == auto
+    for bad in (
+        {**raw, "default_realism": "auto"},
+        {**raw, "default_realism": "AUTO"},
+        {**raw, "default_realism": None},
+    ):
+        with pytest.raises(ValueError, match="default_realism"):
+            ModelCard.parse(bad, "w.safetensors")

@@ -71,11 +71,13 @@ def test_inference_fold_matches_training_path(name):
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.02 * torch.randn_like(p))
-    x, cond, t = torch.randn(1, 3, 20, 24), torch.rand(1, 3, 20, 24), torch.full((1, 1, 1, 1), 0.7)
-    with torch.no_grad():
-        folded = net(x, t, cond)
-    unfolded = net(x, t, cond)  # grad mode: the plain FiLM path
-    assert torch.allclose(folded, unfolded.detach(), atol=1e-5 * unfolded.abs().max().item())
+    x, cond = torch.randn(1, 3, 20, 24), torch.rand(1, 3, 20, 24)
+    # one t (folded into conv1), and a t per pixel (FiLM in conv1's output pass, conv2 fused with the sum)
+    for t in (torch.full((1, 1, 1, 1), 0.7), torch.rand(1, 1, 20, 24, generator=torch.Generator().manual_seed(1))):
+        with torch.no_grad():
+            folded = net(x, t, cond)
+        unfolded = net(x, t, cond)  # grad mode: the plain FiLM path
+        assert torch.allclose(folded, unfolded.detach(), atol=1e-5 * unfolded.abs().max().item())
 
 
 def test_registry_errors():

@@ -71,6 +71,26 @@ def test_upscale_cli_runs_the_onnx_file(tmp_path, student):
     assert res.exit_code == 2 and "runs a .onnx file" in res.output
 
 
+def test_auto_default_is_the_estimator_in_torch_and_a_fixed_value_in_onnx(tmp_path, student):
+    from snapsr.infer.upscaler import Upscaler
+
+    shipped, onnx_path = tmp_path / "auto.safetensors", tmp_path / "auto.onnx"
+    res = CliRunner().invoke(main, ["export", str(student), "-o", str(shipped), "--default-realism", "auto"])
+    assert res.exit_code == 0, res.output
+    up = Upscaler.from_pretrained(str(shipped), dtype="fp32")
+    lr = torch.from_numpy(smooth_image(20, 28, 2)).permute(2, 0, 1)[None].float() / 255
+    assert up.default_realism == "auto" and up.realism().auto
+    assert torch.equal(up.upscale_tensor(lr), up.upscale_tensor(lr, realism="auto"))
+    assert CliRunner().invoke(main, ["export", str(shipped), "--onnx", str(onnx_path)]).exit_code == 0
+    onnx_up = Upscaler.from_pretrained(str(onnx_path))
+    # the graph has no estimator: its default is the middle of the range auto chooses in (0.5 here)
+    assert onnx_up.default_realism == 0.5 and onnx_up.upscale_tensor(lr).shape == (1, 3, 80, 112)
+    res = CliRunner().invoke(
+        main, ["export", str(shipped), "-o", str(tmp_path / "x.safetensors"), "--default-realism", "1.5"]
+    )
+    assert res.exit_code == 2 and "a number in [0, 1] or auto" in res.output
+
+
 def test_onnx_errors_are_one_line(tmp_path, tiny_weights):
     from snapsr.infer.onnx import OnnxFlow
 

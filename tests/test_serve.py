@@ -22,7 +22,9 @@ from PIL import Image
 gr = pytest.importorskip("gradio") if not os.environ.get("SNAPSR_REQUIRE_BROWSER") else __import__("gradio")
 
 from snapsr.app.session import Limits, Session, Settings, paint_map  # noqa: E402
+from snapsr.app.ui import dial_default  # noqa: E402
 from snapsr.infer.imageio import ImageReadError  # noqa: E402
+from snapsr.model import pretrained  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "snapsr" / "assets" / "example.jpg"
@@ -131,8 +133,10 @@ def test_page_in_a_browser_upload_slide_paint_upscale(tmp_path):
             page.set_input_files("#snapsr-files input[type=file]", str(EXAMPLE))
             info = "document.querySelector('#snapsr-info').innerText"
             page.wait_for_function(f"{info}.includes('preview')", timeout=90_000)
+            # the dial starts at the default model's own default (auto: the estimator)
+            assert page.is_checked("#snapsr-auto input") == dial_default(pretrained.DEFAULT)[1]
             number = page.locator("#snapsr-realism input[type=number]")
-            number.fill("0.8")
+            number.fill("0.8")  # moving the dial turns auto off
             number.press("Enter")
             page.wait_for_function(f"{info}.includes('realism 0.8')", timeout=90_000)
             box = page.locator("#snapsr-editor canvas").first.bounding_box()

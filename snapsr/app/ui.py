@@ -64,8 +64,11 @@ def build(session: Session) -> gr.Blocks:
                 )
                 choice = gr.Dropdown(label="Image to work on", choices=[], elem_id="snapsr-choice")
                 model = gr.Dropdown(models, value=pretrained.DEFAULT, label="Model", elem_id="snapsr-model")
-                realism = gr.Slider(0, 1, value=0.5, step=0.05, label="Realism", elem_id="snapsr-realism")
-                auto = gr.Checkbox(label="auto (the estimator sets the dial per region)", elem_id="snapsr-auto")
+                start, start_auto = dial_default(pretrained.DEFAULT)
+                realism = gr.Slider(0, 1, value=start, step=0.05, label="Realism", elem_id="snapsr-realism")
+                auto = gr.Checkbox(
+                    value=start_auto, label="auto (the estimator sets the dial per region)", elem_id="snapsr-auto"
+                )
                 with gr.Row():
                     scale = gr.Dropdown(["model", "2", "3", "4"], value="model", label="Scale", elem_id="snapsr-scale")
                     colorfix = gr.Dropdown(["none", "wavelet", "adain"], value="none", label="Colour fix")
@@ -144,7 +147,14 @@ def build(session: Session) -> gr.Blocks:
                 total += res.seconds
             return f"{len(out)} images in {total:.1f} s (the painted map applies to one image: Upscale)", out
 
+        @guard
+        def on_model(name):
+            value, is_auto = dial_default(name)
+            return gr.update(value=value), gr.update(value=is_auto)
+
         one = {"concurrency_id": "upscale"}  # previews and upscales share one queue, in order
+        model.input(on_model, model, [realism, auto])  # a model starts at its own default dial
+        realism.input(lambda: False, None, auto)  # moving the slider asks for that value, not the estimator's
         files.change(on_files, files, choice)
         choice.change(on_choice, choice, editor).then(on_preview, [choice, editor, *controls], [compare, info], **one)
         for c in (model, realism, auto, scale, colorfix, seed):  # always_last: a dragged slider previews its end
@@ -165,6 +175,13 @@ def build(session: Session) -> gr.Blocks:
         run.click(on_run, [choice, editor, *controls], [compare, result, download], concurrency_id="upscale")
         run_all.click(on_run_all, [files, *controls], [result, download], concurrency_id="upscale")
     return demo
+
+
+def dial_default(name: str) -> tuple[float, bool]:
+    """Where the page's dial starts for a model: its card's default value, or the estimator (auto on,
+    the slider at the middle) when the card says ``auto``."""
+    value = pretrained.card(name).get("default_realism", 0.5)
+    return (0.5, True) if value == "auto" else (float(value), False)
 
 
 def loupe_view(before, after, x: int, y: int, side: int = 64, zoom: int = 4):

@@ -22,9 +22,9 @@ import click
 @click.option("--default-steps", type=int, default=None)
 @click.option(
     "--default-realism",
-    type=click.FloatRange(0, 1),
     default=None,
-    help="The dial value upscale, eval and the API use when none is given (pick it from benchmarks/quality.sh).",
+    help="The dial value upscale, eval and the API use when none is given: a number in [0, 1], or auto "
+    "(the model's estimator; needs one). Pick it from benchmarks/quality.sh.",
 )
 @click.option("--name", default=None, help="Model name for the card (default: the output's stem).")
 def export(weights_in, output, onnx_path, metrics, eval_command, default_steps, default_realism, name):
@@ -48,7 +48,7 @@ def export(weights_in, output, onnx_path, metrics, eval_command, default_steps, 
     if default_steps is not None:
         card["default_steps"] = default_steps
     if default_realism is not None:
-        card["default_realism"] = default_realism
+        card["default_realism"] = _realism(default_realism, model.cfg.estimator)
     if metrics:
         data = json.loads(Path(metrics).read_text())
         card["metrics"] = {k: {m: round(v, 4) for m, v in d["mean"].items()} for k, d in data.items()}
@@ -66,3 +66,18 @@ def export(weights_in, output, onnx_path, metrics, eval_command, default_steps, 
         except (RuntimeError, ValueError) as e:
             raise click.ClickException(str(e)) from e
         click.echo(f"wrote {onnx_path} (ONNX)")
+
+
+def _realism(value: str, estimator: bool) -> float | str:
+    """``--default-realism``: a number in [0, 1], or ``auto`` for a model with an estimator."""
+    if value.strip().lower() == "auto":
+        if not estimator:
+            raise click.BadParameter("auto needs a model with a realism estimator", param_hint="--default-realism")
+        return "auto"
+    try:
+        v = float(value)
+    except ValueError:
+        v = float("nan")
+    if not 0 <= v <= 1:
+        raise click.BadParameter(f"a number in [0, 1] or auto, got {value!r}", param_hint="--default-realism")
+    return v

@@ -17,7 +17,8 @@ input       shape                   meaning
 (``snapsr``, JSON). ``Upscaler`` feeds ``eps`` from the same position-seeded noise as PyTorch
 (``tiling.position_noise``), so the two backends give the same image; callers in other
 languages can pass any standard normal noise (``eps = 0`` is allowed and gives the mean).
-The RCOD estimator (``--realism auto``) is not in the graph.
+The RCOD estimator (``--realism auto``) is not in the graph: a model whose card's default is
+``auto`` is written with a fixed default instead (``fixed_default``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,17 @@ class OneStepGraph(nn.Module):
         return m.one_step(x_0, t.expand(-1, -1, x_0.shape[-2], x_0.shape[-1]), cond)
 
 
+def fixed_default(card: ModelCard) -> ModelCard:
+    """The card with ``default_realism = "auto"`` (which needs the estimator, not in the graph)
+    replaced by the middle of the range the estimator chooses in (``rcod.auto_range``, 0.5 without
+    one): what a caller of the ONNX file gets without naming a dial value."""
+    if card.default_realism != "auto":
+        return card
+    lo, hi = (card.record.get("rcod") or {}).get("auto_range", (0.0, 1.0))
+    record = {**card.record, "default_realism_note": "auto (the estimator) in the PyTorch file; fixed here"}
+    return dataclasses.replace(card, default_realism=round((lo + hi) / 2, 4), record=record)
+
+
 def export(model: FlowSR, card: ModelCard, path: str | Path) -> Path:
     """Write ``model`` (a one-step student) as ONNX with dynamic sizes and its card in the metadata."""
     import io
@@ -88,7 +100,7 @@ def export(model: FlowSR, card: ModelCard, path: str | Path) -> Path:
         )
     proto = onnx.load_from_string(buf.getvalue())
     notes = {
-        "snapsr": json.dumps(card.to_dict()),
+        "snapsr": json.dumps(fixed_default(card).to_dict()),
         "scale": str(s),
         "inputs": "lr (1,3,h,w) RGB in [0,1]; eps (1,3,s*h,s*w) standard normal; t (1,1,1,1) or (1,1,s*h,s*w) in [0,1]",
         "output": "sr (1,3,s*h,s*w), clamp to [0,1]",

@@ -97,9 +97,10 @@ class Upscaler:
         return self.model.cfg.scale
 
     @property
-    def default_realism(self) -> float:
+    def default_realism(self) -> float | str:
         """The dial value a caller gets without naming one: the card's (chosen by evaluation on the
-        three tracks, benchmarks/quality.sh), 0.5 for weights whose card does not say."""
+        three tracks, benchmarks/quality.sh), a number or ``"auto"`` (the estimator's choice per
+        region); 0.5 for weights whose card does not say."""
         return self.card.default_realism
 
     @property

@@ -27,7 +27,9 @@ class ModelCard:
     kind: str = ""  # teacher: a multi-step flow (the dial blends); student: one step, the dial is t
     name: str = ""
     default_steps: int = 1
-    default_realism: float = 0.5  # the dial value every caller gets without naming one
+    # The dial value every caller gets without naming one: a number in [0, 1], or "auto" (the
+    # model's RCOD estimator sets it per region) for a model that has an estimator.
+    default_realism: float | str = 0.5
     record: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -70,8 +72,13 @@ class ModelCard:
         if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_DEFAULT_STEPS:
             raise ValueError(f"{path}: default_steps must be an integer in [1, {MAX_DEFAULT_STEPS}], got {steps!r}")
         realism = card.get("default_realism", 0.5)
-        if isinstance(realism, bool) or not isinstance(realism, (int, float)) or not 0 <= realism <= 1:
-            raise ValueError(f"{path}: default_realism must be a number in [0, 1], got {realism!r}")
+        if realism == "auto":
+            if not cfg.estimator:
+                raise ValueError(f"{path}: default_realism 'auto' needs a model with a realism estimator")
+        elif isinstance(realism, bool) or not isinstance(realism, (int, float)) or not 0 <= realism <= 1:
+            raise ValueError(f"{path}: default_realism must be a number in [0, 1] or 'auto', got {realism!r}")
+        else:
+            realism = float(realism)
         kind, name = card.get("kind", ""), card.get("name", "")
         if not isinstance(kind, str) or kind not in KINDS:
             raise ValueError(f"{path}: kind must be 'teacher' or 'student', got {kind!r}")
@@ -79,7 +86,7 @@ class ModelCard:
             raise ValueError(f"{path}: name must be a string, got {name!r}")
         typed = {"flow", "kind", "name", "default_steps", "default_realism"}
         record = {k: v for k, v in card.items() if k not in typed}
-        return cls(cfg, kind, name, steps, float(realism), record)
+        return cls(cfg, kind, name, steps, realism, record)
 
     def to_dict(self) -> dict[str, Any]:
         """The card as written to the file: the typed fields (those with values) and the record."""
