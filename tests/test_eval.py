@@ -113,7 +113,7 @@ def test_export_writes_card_with_metrics(tmp_path, tiny_weights):
     assert up.default_realism == 0.3 and torch.equal(up.upscale_tensor(x), up.upscale_tensor(x, realism=0.3))
     assert not torch.equal(up.upscale_tensor(x), up.upscale_tensor(x, realism=0.5))
     no_estimator = CliRunner().invoke(main, ["export", str(tiny_weights), "-o", str(out), "--default-realism", "auto"])
-    assert no_estimator.exit_code == 2 and "needs a model with a realism estimator" in no_estimator.output
+    assert no_estimator.exit_code == 2 and "needs weights with a realism estimator" in no_estimator.output
     (tmp_path / "lr").mkdir()
     Image.fromarray(smooth_image(8, 8, 0)).save(tmp_path / "lr" / "a.png")
     res = CliRunner().invoke(

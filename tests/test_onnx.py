@@ -88,7 +88,7 @@ def test_auto_default_is_the_estimator_in_torch_and_a_fixed_value_in_onnx(tmp_pa
     res = CliRunner().invoke(
         main, ["export", str(shipped), "-o", str(tmp_path / "x.safetensors"), "--default-realism", "1.5"]
     )
-    assert res.exit_code == 2 and "a number in [0, 1] or auto" in res.output
+    assert res.exit_code == 2 and "realism must be in [0, 1] or 'auto'" in res.output
 
 
 def test_onnx_errors_are_one_line(tmp_path, tiny_weights):

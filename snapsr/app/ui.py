@@ -13,7 +13,8 @@ import gradio as gr
 from snapsr.app.session import Session, Settings
 from snapsr.errors import first_line
 from snapsr.infer.imageio import ImageReadError
-from snapsr.model import pretrained
+from snapsr.model import pretrained, weights
+from snapsr.model.card import ModelCard
 
 HELP = """**snapsr**: one-step x4 super-resolution with a fidelity-realism dial. Drop images, pick one,
 turn the dial (0 faithful, 1 inventive) and watch the preview (the centre crop); paint on the
@@ -180,8 +181,8 @@ def build(session: Session) -> gr.Blocks:
 def dial_default(name: str) -> tuple[float, bool]:
     """Where the page's dial starts for a model: its card's default value, or the estimator (auto on,
     the slider at the middle) when the card says ``auto``."""
-    value = pretrained.card(name).get("default_realism", 0.5)
-    return (0.5, True) if value == "auto" else (float(value), False)
+    value = ModelCard.parse(weights.read_card(pretrained.resolve(name)), name).default_realism
+    return (0.5, True) if value == "auto" else (value, False)
 
 
 def loupe_view(before, after, x: int, y: int, side: int = 64, zoom: int = 4):

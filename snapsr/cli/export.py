@@ -69,15 +69,12 @@ def export(weights_in, output, onnx_path, metrics, eval_command, default_steps, 
 
 
 def _realism(value: str, estimator: bool) -> float | str:
-    """``--default-realism``: a number in [0, 1], or ``auto`` for a model with an estimator."""
-    if value.strip().lower() == "auto":
-        if not estimator:
-            raise click.BadParameter("auto needs a model with a realism estimator", param_hint="--default-realism")
-        return "auto"
+    """``--default-realism`` as the card stores it, checked as every caller's dial is (``Realism.parse``):
+    a number in [0, 1], or ``"auto"`` for a model with an estimator."""
+    from snapsr.infer.realism import Realism
+
     try:
-        v = float(value)
-    except ValueError:
-        v = float("nan")
-    if not 0 <= v <= 1:
-        raise click.BadParameter(f"a number in [0, 1] or auto, got {value!r}", param_hint="--default-realism")
-    return v
+        dial = Realism.parse(value, estimator=estimator)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--default-realism") from None
+    return "auto" if dial.auto else dial.value
