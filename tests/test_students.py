@@ -1,3 +1,4 @@
+import copy
 import dataclasses
 
 import pytest
@@ -167,6 +168,37 @@ def test_student_with_rcod_encoder_starts_as_its_teacher_and_estimates_in_range(
     other = FlowSR(FlowConfig(scale=4, backbone="lrnet_s"))
     with pytest.raises(RuntimeError):
         make_student(other, RCODConfig()).load_state_dict(teacher.state_dict())
+
+
+def test_auto_reads_the_encoder_once_per_tile_and_never_a_stale_result():
+    """Under ``auto`` a tile's dial map and prompt share one encoder pass (inference only); another
+    tensor, an in-place change, new weights, autocast, a copy of the model or autograd all re-read it."""
+    model = make_student(perturbed(FlowConfig(scale=4, backbone="lrnet_t"), 7), RCODConfig(prompt=True, estimator=True))
+    model.eval()
+    calls = []
+    model.encoder.register_forward_hook(lambda *a: calls.append(1))
+    cond = model.condition(torch.rand(1, 3, 12, 12))
+    with torch.no_grad():
+        t = model.realism_map(cond)
+        out = model.one_step(torch.rand_like(cond), t, cond)
+        assert len(calls) == 1 and torch.isfinite(out).all()
+        first = model.encode(cond)
+        assert model.encode(cond.clone()) is not first and len(calls) == 2
+        cond2 = cond.clone()
+        kept = model.encode(cond2)
+        cond2.add_(0.1)
+        assert model.encode(cond2) is not kept
+        kept = model.encode(cond2)
+        next(model.encoder.parameters()).mul_(1.01)
+        again = model.encode(cond2)
+        assert again is not kept and not torch.equal(again[0], kept[0])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert model.encode(cond2) is not again
+        assert copy.deepcopy(model)._encoded_memo is None
+    with torch.enable_grad():
+        n = len(calls)
+        model.encode(cond2), model.encode(cond2)
+        assert len(calls) == n + 2
 
 
 def test_grown_student_starts_as_its_init_and_trains_the_new_part():
