@@ -15,13 +15,18 @@ pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(
-    params=[{}, {"backbone_args": {"context": 2}}, {"prompt": True, "encoder_input": "energy"}],
-    ids=["plain", "context", "prompt"],
+    params=[
+        {},
+        {"backbone_args": {"context": 2}},
+        {"prompt": True, "encoder_input": "energy"},
+        {"backbone_args": {"energy": True}},
+    ],
+    ids=["plain", "context", "prompt", "energy-cues"],
 )
 def student(tmp_path, request):
     """A tiny student; "context": with lrnet's low-resolution context branch (its pooling and resize
     in the graph, a size multiple of 16); "prompt": with RCOD's degradation prompt (its encoder and
-    pooling over the whole tile in the graph)."""
+    pooling over the whole tile in the graph); "energy-cues": lrnet's per-region degradation cues."""
     from snapsr.model import weights
     from snapsr.model.config import FlowConfig
 

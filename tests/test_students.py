@@ -222,6 +222,27 @@ def test_grown_student_starts_as_its_init_and_trains_the_new_part():
         make_student(student, RCODConfig(), grow={"context": 3})
 
 
+def test_energy_cues_grow_as_the_identity_then_see_noise_where_it_is():
+    """``energy``: the LR's local band energies into the trunk. Grown onto trained weights it starts as
+    them and its new convolution learns; once that is non-zero the output changes, and the training
+    and inference paths (per-pixel dial, bf16) still agree."""
+    base = perturbed(FlowConfig(scale=4, backbone="lrnet_t"), 8).eval()
+    student = make_student(base, RCODConfig(), grow={"energy": True}).eval()
+    lr = torch.rand(1, 3, 8, 12)
+    cond = base.condition(lr)
+    x = torch.rand_like(cond)
+    assert torch.allclose(student.velocity(x, 0.3, cond), base.velocity(x, 0.3, cond), atol=1e-6)
+    student.velocity(x, 0.3, cond).square().mean().backward()
+    assert student.backbone.energy.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        torch.nn.init.normal_(student.backbone.energy.weight, std=0.3)
+        trained = student.velocity(x, 0.3, cond)
+        t_map = torch.full((1, 1, 32, 48), 0.3)
+        assert torch.allclose(student.velocity(x, t_map, cond), trained, atol=1e-4)  # the per-pixel path
+        assert not torch.allclose(trained, base.velocity(x, 0.3, cond), atol=1e-3)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert (student.velocity(x, 0.3, cond).float() - trained).abs().max() < 0.1
+
 def test_dial_time_uniform_or_by_group():
     hr = torch.rand(4, 3, 16, 16)
     lr = torch.nn.functional.avg_pool2d(hr, 4)

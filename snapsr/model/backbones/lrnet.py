@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from snapsr.model.backbones.prompt import PromptFiLM
+from snapsr.model.backbones.prompt import PromptFiLM, local_energy
 from snapsr.model.backbones.registry import register
 
 
@@ -32,6 +32,10 @@ class LRNetConfig:
     # context = its number of convolutions, 0 for none.
     context: int = 0
     context_factor: int = 4
+    # Per-region degradation cues into the trunk: ``local_energy`` of the LR (each channel's finest
+    # band and its ratio to the next, the estimator's own input) added after the head through a
+    # zero-initialised convolution, so that a block can tell blotchy noise from fine texture beside it.
+    energy: bool = False
 
 
 class FourierTime(nn.Module):
@@ -181,6 +185,10 @@ class LRNet(nn.Module):
         self.cfg = cfg
         s, c, C = cfg.scale, cfg.image_channels, cfg.channels
         self.head = nn.Conv2d(2 * c * s * s, C, 3, padding=1)
+        self.energy = nn.Conv2d(2 * c, C, 3, padding=1) if cfg.energy else None
+        if self.energy is not None:
+            nn.init.zeros_(self.energy.weight)
+            nn.init.zeros_(self.energy.bias)
         self.time = nn.Sequential(
             FourierTime(cfg.t_features), nn.Conv2d(cfg.t_features, C, 1), nn.SiLU(), nn.Conv2d(C, C, 1), nn.SiLU()
         )
@@ -221,6 +229,9 @@ class LRNet(nn.Module):
         else:  # traces and exports get the plain ops
             u = F.pixel_unshuffle(torch.cat([x_t, cond], dim=1), s).contiguous(memory_format=torch.channels_last)
         z = self.head(u)
+        if self.energy is not None:  # cues read from the LR (up(LR) pooled back), in float32 for the log
+            cues = self.energy(local_energy(F.avg_pool2d(cond.float(), s)).to(z.dtype))
+            z = (z + cues).contiguous(memory_format=torch.channels_last)
         emb = self.time(t)
         if prompt is not None:
             emb = emb + self.prompt(prompt).to(emb.dtype)
@@ -238,10 +249,13 @@ class LRNet(nn.Module):
 
 
 @register("lrnet_s")
-def lrnet_s(*, scale: int, prompt_dim: int = 0, context: int = 0) -> LRNet:
+def lrnet_s(*, scale: int, prompt_dim: int = 0, context: int = 0, energy: bool = False) -> LRNet:
     """About 0.9M parameters: the CPU-fast size (``context``: convolutions of the low-resolution
-    context branch, 0 for none; 4 add 0.15M parameters and about 1% of the work)."""
-    return LRNet(LRNetConfig(scale=scale, channels=64, blocks=12, prompt_dim=prompt_dim, context=context))
+    context branch, 0 for none; 4 add 0.15M parameters and about 1% of the work; ``energy``: the
+    per-region degradation cues, 3.5k parameters)."""
+    return LRNet(
+        LRNetConfig(scale=scale, channels=64, blocks=12, prompt_dim=prompt_dim, context=context, energy=energy)
+    )
 
 
 @register("lrnet_b")
@@ -251,6 +265,10 @@ def lrnet_b(*, scale: int, prompt_dim: int = 0) -> LRNet:
 
 
 @register("lrnet_t")
-def lrnet_t(*, scale: int, prompt_dim: int = 0, context: int = 0) -> LRNet:
+def lrnet_t(*, scale: int, prompt_dim: int = 0, context: int = 0, energy: bool = False) -> LRNet:
     """A few thousand parameters: for tests and smoke runs only."""
-    return LRNet(LRNetConfig(scale=scale, channels=8, blocks=2, t_features=4, prompt_dim=prompt_dim, context=context))
+    return LRNet(
+        LRNetConfig(
+            scale=scale, channels=8, blocks=2, t_features=4, prompt_dim=prompt_dim, context=context, energy=energy
+        )
+    )
