@@ -243,6 +243,7 @@ def test_energy_cues_grow_as_the_identity_then_see_noise_where_it_is():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert (student.velocity(x, 0.3, cond).float() - trained).abs().max() < 0.1
 
+
 def test_dial_time_uniform_or_by_group():
     hr = torch.rand(4, 3, 16, 16)
     lr = torch.nn.functional.avg_pool2d(hr, 4)
