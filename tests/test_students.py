@@ -192,6 +192,10 @@ def test_auto_reads_the_encoder_once_per_tile_and_never_a_stale_result():
         next(model.encoder.parameters()).mul_(1.01)
         again = model.encode(cond2)
         assert again is not kept and not torch.equal(again[0], kept[0])
+        model.encoder.level.bias.add_(0.5)  # the estimator recipe moves only the level head
+        level = model.encode(cond2)
+        assert level is not again and not torch.equal(level[1], again[1])
+        again = level
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert model.encode(cond2) is not again
         assert copy.deepcopy(model)._encoded_memo is None

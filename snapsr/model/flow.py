@@ -66,8 +66,8 @@ class FlowSR(nn.Module):
         state), so a tile under ``auto`` reads the encoder once for its prompt and its dial map."""
         if torch.is_grad_enabled():
             return self.encoder(cond)
-        weights = next(self.encoder.parameters())
-        state = (cond._version, weights._version, torch.is_autocast_enabled(cond.device.type))
+        weights = tuple(p._version for p in self.encoder.parameters())  # any in-place update, e.g. the level head's
+        state = (cond._version, weights, torch.is_autocast_enabled(cond.device.type))
         memo = self._encoded_memo
         if memo is not None and memo[0]() is cond and memo[1] == state:
             return memo[2]
