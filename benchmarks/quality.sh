@@ -5,7 +5,7 @@
 # Writes OUT/{degraded,clean,real}/results.{md,csv,json} (means and per-image rows) and the crop strips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-weights=${1:-snapsr/assets/weights/snapsr-x4-dial-s5.safetensors}
+weights=${1:-snapsr/assets/weights/snapsr-x4-dial-s6.safetensors}
 out=${2:-results/quality}
 photos=${3:-../shared/data/photos/val}
 dial=${DIAL:-0,0.25,0.5,0.75,1,auto}

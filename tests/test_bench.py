@@ -43,3 +43,25 @@ def test_realesrgan_baseline_runs_and_upscales():
     small = out.reshape(3, 24, 4, 24, 4).mean((2, 4))
     # a smooth ramp comes back as itself away from the borders (garbage or a 0-255 mix-up would not)
     assert np.abs(small - img)[:, 2:-2, 2:-2].mean() < 0.05
+
+
+def test_bench_command_times_the_whole_upscale(tiny_weights, tmp_path):
+    out = tmp_path / "c.json"
+    args = ["bench", "--command", "small", "--no-baselines", "--repeats", "1", "--weights", str(tiny_weights)]
+    res = CliRunner().invoke(main, [*args, "--dtype", "fp32", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "snapsr upscale (whole command)" in res.output and "importing torch" in res.output
+    (r,) = json.loads(out.read_text())["commands"]
+    assert r["case"] == "small" and r["images"] == 14 and r["size"] == "128x128"
+    assert set(r["seconds"]) == {"snapsr upscale (whole command)", "python -c 'import torch' (the floor)"}
+    # the whole command imports torch and upscales fourteen images: it cannot beat the bare import
+    s = r["seconds"]
+    assert s["snapsr upscale (whole command)"] > s["python -c 'import torch' (the floor)"] > 0
+
+
+def test_bench_command_fails_in_one_line(tmp_path):
+    res = CliRunner().invoke(
+        main, ["bench", "--command", "two", "--no-baselines", "--repeats", "1", "--weights", str(tmp_path / "no.st")]
+    )
+    assert res.exit_code != 0
+    assert res.output.startswith("Error: ") and "failed" in res.output and len(res.output.strip().splitlines()) == 1

@@ -1,4 +1,5 @@
-"""``snapsr bench``: seconds per LR megapixel beside bicubic and Real-ESRGAN x4plus."""
+"""``snapsr bench``: seconds per LR megapixel beside bicubic and Real-ESRGAN x4plus; with ``--command``,
+the whole ``snapsr upscale`` command as a user runs it, beside Real-ESRGAN x4plus and the bare import."""
 
 from __future__ import annotations
 
@@ -16,10 +17,54 @@ import click
 @click.option("--no-baselines", is_flag=True, help="Skip bicubic and Real-ESRGAN.")
 @click.option("--memory", is_flag=True, help="Also measure peak RSS for a 3000x2000 output with automatic tiling.")
 @click.option("--onnx", is_flag=True, help="Also time the model exported to ONNX, run by onnxruntime.")
+@click.option(
+    "--command",
+    "commands",
+    multiple=True,
+    type=click.Choice(["two", "small", "large"]),
+    help="Instead of the network: time the whole `snapsr upscale` command, each run a fresh process, beside "
+    "Real-ESRGAN x4plus and `import torch` (two: two 512x384 photos; small: fourteen 128x128 crops; "
+    "large: one 1536x1024 photo). Repeatable.",
+)
+@click.option(
+    "--photos",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="With --command: crop the photos from the first two images here (default: the bundled example).",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the results here.")
-def bench(weights, lr_size, repeats, steps, device, dtype, tile, no_baselines, memory, onnx, json_path):
+def bench(
+    weights, lr_size, repeats, steps, device, dtype, tile, no_baselines, memory, onnx, commands, photos, json_path
+):
     """Seconds per LR megapixel (median after warm-up) beside bicubic and Real-ESRGAN x4plus."""
     from snapsr.eval import bench as bench_mod
+
+    if commands:
+        from pathlib import Path
+
+        from snapsr.eval import command_speed as cs
+
+        extra = ("--device", device, "--dtype", dtype) + (("--tile", str(tile)) if tile else ())
+        extra += ("--steps", str(steps)) if steps else ()
+        results = []
+        for case in commands:
+            try:
+                r = cs.command_speed(
+                    case,
+                    Path(photos) if photos else None,
+                    repeats=repeats,
+                    weights=weights,
+                    extra_args=extra,
+                    peer=not no_baselines,
+                )
+            except RuntimeError as e:
+                raise click.ClickException(str(e)) from None
+            click.echo(cs.format_result(r) + "\n")
+            results.append(r)
+        if json_path:
+            bench_mod.dump({"commands": results}, json_path)
+        return
+
     from snapsr.infer.upscaler import Upscaler
 
     try:
