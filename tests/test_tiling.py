@@ -41,6 +41,21 @@ def test_position_noise_keeps_its_values():
     assert torch.equal(tiling.position_noise(*args), _position_noise_int64(*args))
 
 
+def test_banded_noise_is_the_same_with_any_thread_count():
+    """The bands are drawn by a pool of one-thread workers: the values must not depend on it, and
+    the caller's thread count must stay as it was."""
+    args = (3, 3, 0, 0, 3 * tiling._BLOCK // (3 * 257) + 5, 257)
+    want = _position_noise_int64(*args)
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            assert torch.equal(tiling.position_noise(*args), want), n
+            assert torch.get_num_threads() == n
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_tiles_cover_every_pixel():
     for H, W, tile, ov in [(10, 25, 8, 4), (1, 1, 8, 4), (5, 300, 64, 16), (64, 64, 64, 16), (65, 64, 64, 16)]:
         cover = torch.zeros(H, W)
