@@ -40,6 +40,8 @@ def bench(
     from snapsr.eval import bench as bench_mod
 
     if commands:
+        if memory or onnx:
+            raise click.UsageError("--command times whole commands; run --memory and --onnx without it")
         from pathlib import Path
 
         from snapsr.eval import command_speed as cs
