@@ -95,7 +95,7 @@ def position_noise(
             out[:, :, y : y + n] = position_noise(seed, channels, y0 + y, x0, n, w)
 
         pool = _band_pool()
-        for _ in pool.map(band, range(0, h, rows)) if pool else map(band, range(0, h, rows)):
+        for _ in (pool.map if pool else map)(band, range(0, h, rows)):  # consumed: map is lazy
             pass
         return out
     ys = torch.arange(y0, y0 + h, dtype=torch.int64, device=device).view(1, h, 1)
