@@ -306,3 +306,19 @@ def test_spikes_count_isolated_pixels_not_texture_or_edges():
     assert spikes_per_mp(edge) == 0
     noisy = np.random.default_rng(0).integers(0, 256, (100, 100, 3), dtype=np.uint8)
     assert spikes_per_mp(noisy) < 1000  # busy texture: its neighbourhoods are not calm
+
+
+def test_temperature_sweep_rows_and_bad_values(tmp_path, tiny_weights):
+    _pairs(tmp_path)
+    base = ["eval", "--lr", tmp_path / "lr", "--hr", tmp_path / "hr", "--weights", tiny_weights, "--steps", "1",
+            "--realism", "0,1"]  # fmt: skip
+    res = CliRunner().invoke(main, [str(a) for a in base + ["--temperature", "1,0.5", "--out-dir", tmp_path / "res"]])
+    assert res.exit_code == 0, res.output
+    rows = json.loads((tmp_path / "res" / "results.json").read_text())
+    assert "euler 1 step, realism 1" in rows and "euler 1 step, realism 1, temperature 0.5" in rows
+    assert rows["euler 1 step, realism 1"]["mean"] != rows["euler 1 step, realism 1, temperature 0.5"]["mean"]
+    for bad in ("3", "x"):
+        res = CliRunner().invoke(main, [str(a) for a in base + ["--temperature", bad]])
+        assert res.exit_code == 2 and "--temperature" in res.output, res.output
+    res = CliRunner().invoke(main, ["eval", "--lr", str(tmp_path / "lr"), "--temperature", "0.7"])
+    assert res.exit_code == 2 and "give --weights too" in res.output

@@ -184,6 +184,14 @@ def test_formats_scale_and_realism_map(tmp_path, up_args):
     with Image.open(tmp_path / "s" / "i_x2.5.png") as im:
         assert im.size == (25, 25)
     assert cli("upscale", tmp_path / "i.png", "--realism", "1.5", *up_args).exit_code == 2
+    # the start noise's scale: another output at 0.5 than at 1 (the default), and a range
+    for tau in ("default", "1", "0.5"):
+        flag = [] if tau == "default" else ["--temperature", tau]
+        res = cli("upscale", tmp_path / "i.png", "-o", tmp_path / f"t{tau}", *flag, "--realism", 1, *up_args)
+        assert res.exit_code == 0, res.output
+    default, t1, t05 = (np.asarray(Image.open(tmp_path / f"t{tau}" / "i_x4.png")) for tau in ("default", "1", "0.5"))
+    assert np.array_equal(default, t1) and not np.array_equal(t1, t05)
+    assert cli("upscale", tmp_path / "i.png", "--temperature", "2.5", *up_args).exit_code == 2
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):

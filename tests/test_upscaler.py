@@ -172,3 +172,32 @@ def test_samplers_report_what_each_step_knew_and_the_teacher_dial_uses_it():
             assert torch.allclose(half, (mean + out) / 2, atol=1e-5)
         assert torch.equal(m.at_realism(x_0, 0.7, cond, one_step=True), m.one_step(x_0, 0.7, cond))
         assert isinstance(m, FlowSR)
+
+
+def test_temperature_scales_the_start_noise_and_nothing_else():
+    """``temperature`` is exactly ``x_0 = start(up(LR), tau * eps)``; below 1 the realistic end of the
+    bundled default loses grain (its finest band), at 1 nothing changes; bad values are one-line errors."""
+    from snapsr.infer import tiling
+
+    img = smooth_image(40, 48, 3)
+    x = torch.from_numpy(img).permute(2, 0, 1).unsqueeze(0).float() / 255
+    up = Upscaler.from_pretrained(dtype="fp32")
+    m = up.model
+    cond = m.condition(x)
+    eps = tiling.position_noise(0, 3, 0, 0, *cond.shape[-2:])
+    for tau in (0.0, 0.7):
+        with torch.no_grad():
+            want = m.at_realism(m.start(cond, tau * eps), 1.0, cond, one_step=True).clamp(0, 1)
+        got = up.with_options(temperature=tau).upscale_tensor(x, realism=1.0)
+        assert torch.allclose(got, want, atol=1e-5), tau
+    same = up.with_options(temperature=1.0).upscale_tensor(x, realism=1.0)
+    assert torch.equal(same, up.upscale_tensor(x, realism=1.0))
+
+    def fine(t):  # energy of the finest band: the output minus its 3x3 box blur
+        return (t - torch.nn.functional.avg_pool2d(t, 3, 1, 1, count_include_pad=False)).square().mean().item()
+
+    grain = [fine(up.with_options(temperature=tau).upscale_tensor(x, realism=1.0)) for tau in (1.0, 0.7, 0.5)]
+    assert grain[0] > grain[1] > grain[2], grain
+    for bad in (-0.1, 2.5, float("nan"), "0.5", True):
+        with pytest.raises(ValueError, match="temperature must be a number in"):
+            up.with_options(temperature=bad)

@@ -44,6 +44,7 @@ class Settings:
     scale: float | None = None  # None: the model's
     colorfix: str = "none"
     seed: int = 0
+    temperature: float = 1.0  # the start noise's scale (UpscaleOptions.temperature)
 
 
 @dataclass
@@ -74,7 +75,7 @@ class Session:
             raise ValueError(f"no bundled model named {s.model!r}")
         if s.model not in self._models:
             self._models[s.model] = Upscaler.from_pretrained(s.model, device=self.device, dtype="auto")
-        return self._models[s.model].with_options(colorfix=s.colorfix)
+        return self._models[s.model].with_options(colorfix=s.colorfix, temperature=s.temperature)
 
     # -- input -------------------------------------------------------------------
     def load(self, path: str | Path) -> Picture:

@@ -35,7 +35,7 @@ def build(session: Session) -> gr.Blocks:
             cache[path] = session.load(path)
         return cache[path]
 
-    def settings(model, realism, auto, scale, colorfix, seed) -> Settings:
+    def settings(model, realism, auto, scale, colorfix, seed, temperature) -> Settings:
         return Settings(
             model=model,
             realism=float(realism),
@@ -43,6 +43,7 @@ def build(session: Session) -> gr.Blocks:
             scale=None if scale == "model" else float(scale),
             colorfix=colorfix,
             seed=int(seed or 0),
+            temperature=float(temperature),
         )
 
     def guard(fn):
@@ -69,6 +70,14 @@ def build(session: Session) -> gr.Blocks:
                 realism = gr.Slider(0, 1, value=start, step=0.05, label="Realism", elem_id="snapsr-realism")
                 auto = gr.Checkbox(
                     value=start_auto, label="auto (the estimator sets the dial per region)", elem_id="snapsr-auto"
+                )
+                temperature = gr.Slider(
+                    0,
+                    1,
+                    value=1,
+                    step=0.05,
+                    label="Noise temperature (below 1: less grain at high realism)",
+                    elem_id="snapsr-temperature",
                 )
                 with gr.Row():
                     scale = gr.Dropdown(["model", "2", "3", "4"], value="model", label="Scale", elem_id="snapsr-scale")
@@ -99,7 +108,7 @@ def build(session: Session) -> gr.Blocks:
                 info = gr.Markdown(elem_id="snapsr-info")  # the preview's
                 result = gr.Markdown(elem_id="snapsr-result")  # the last whole-picture upscale's
                 download = gr.File(label="Download", file_count="multiple", elem_id="snapsr-download")
-        controls = [model, realism, auto, scale, colorfix, seed]
+        controls = [model, realism, auto, scale, colorfix, seed, temperature]
 
         @guard
         def on_files(paths):
@@ -158,7 +167,7 @@ def build(session: Session) -> gr.Blocks:
         realism.input(lambda: False, None, auto)  # moving the slider asks for that value, not the estimator's
         files.change(on_files, files, choice)
         choice.change(on_choice, choice, editor).then(on_preview, [choice, editor, *controls], [compare, info], **one)
-        for c in (model, realism, auto, scale, colorfix, seed):  # always_last: a dragged slider previews its end
+        for c in controls:  # always_last: a dragged slider previews its end
             c.change(on_preview, [choice, editor, *controls], [compare, info], trigger_mode="always_last", **one)
         editor.change(on_preview, [choice, editor, *controls], [compare, info], trigger_mode="always_last", **one)
         estimate.click(on_estimate, [choice, *controls], editor, **one).then(

@@ -22,6 +22,11 @@ import click
 @click.option(
     "--realism", default=None, help="Comma list of dial values (a sweep) or auto. Default: the model's default value."
 )
+@click.option(
+    "--temperature",
+    default=None,
+    help="Comma list of start-noise scales in [0, 2] (a sweep; see snapsr upscale). Default: 1, as trained.",
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--scale", default=4, show_default=True, type=int, help="When no weights are given.")
 @click.option("--crop-border", default=None, type=int, help="Default: the scale.")
@@ -94,6 +99,7 @@ def _eval(
     steps,
     sampler,
     realism,
+    temperature,
     seed,
     scale,
     crop_border,
@@ -140,8 +146,8 @@ def _eval(
             evaluate.score_dirs(folder, hr_path, crop_border or scale, scale, name or folder.name, extra=extra)
         )
     strip = []
-    if lr_dir and not weights and (realism or steps):
-        raise click.UsageError("--realism and --steps choose what a model runs: give --weights too")
+    if lr_dir and not weights and (realism or steps or temperature):
+        raise click.UsageError("--realism, --steps and --temperature choose what a model runs: give --weights too")
     if lr_dir:
         up = None
         if weights:
@@ -149,7 +155,13 @@ def _eval(
 
             up = Upscaler.from_pretrained(weights, device=device, dtype=dtype)
             scale = up.scale
-            for smp in sampler.split(","):  # checked before anything runs
+            try:  # every option checked before anything runs
+                temps = [float(v) for v in temperature.split(",")] if temperature else [1.0]
+                for tau in temps:
+                    up.with_options(temperature=tau)
+            except ValueError as e:
+                raise click.BadParameter(str(e), param_hint="--temperature") from e
+            for smp in sampler.split(","):
                 up.with_options(sampler=smp.strip())
         runners = []
         for name in filter(None, (n.strip() for n in peers.split(","))):
@@ -197,16 +209,20 @@ def _eval(
                 raise click.BadParameter(str(e), param_hint="--realism") from e
             for smp in sampler.split(","):
                 for n in step_list:
-                    series = "one step" if kind == "student" else f"{smp} {n} step{'s' * (n > 1)}"
-                    for r in dial:
-                        u = up.with_options(steps=n, sampler=smp)
+                    for tau, r in ((tau, r) for tau in temps for r in dial):
+                        series = "one step" if kind == "student" else f"{smp} {n} step{'s' * (n > 1)}"
+                        label, short = f"{series}, realism {r.label}", r.label
+                        if tau != 1.0:  # the noise's scale as trained is left unsaid
+                            series, short = f"{series}, temperature {tau:g}", f"{r.label} (temp {tau:g})"
+                            label = f"{label}, temperature {tau:g}"
+                        u = up.with_options(steps=n, sampler=smp, temperature=tau)
 
                         def run(lr, name, u=u, r=r):
                             return u.upscale_tensor(lr, realism=r, seed=seed)
 
                         # "auto" is a point of its own on the plot, not a step of the sweep
                         sweep = () if r.auto else (series, r.value)
-                        score(f"{series}, realism {r.label}", run, r.label, *sweep)
+                        score(label, run, short, *sweep)
         if pairs:
             if hr_path is not None:
                 hr_crops = [evaluate.strip_crop(read_rgb(hr_p), w, strip_size) for (_, hr_p), w in zip(pairs, windows)]
