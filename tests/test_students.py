@@ -359,9 +359,10 @@ def test_gtasr_anchor_takes_the_realistic_end_from_frozen_weights(photo_dir, tmp
     hr = torch.rand(2, 3, 16, 16)
     lr = torch.nn.functional.avg_pool2d(hr, 4)
     cond = model.condition(lr)
-    x_0 = model.start(cond, torch.randn(hr.shape, generator=torch.Generator().manual_seed(0)))
+    eps = torch.randn(hr.shape, generator=torch.Generator().manual_seed(0))
+    x_0 = model.start(cond, eps)
 
-    def value(t: float, anchor):
+    def value(t: float, anchor, cfg=cfg):
         dial = lambda lr, hr, g: (torch.full((2,), t), None)  # noqa: E731
         return GTASRLoss(model, model, cfg, 10, dial, lambda *a: torch.zeros(()), anchor)(
             lr, hr, torch.Generator().manual_seed(0)
@@ -376,8 +377,15 @@ def test_gtasr_anchor_takes_the_realistic_end_from_frozen_weights(photo_dir, tmp
     assert torch.allclose(value(1.0, other), lowpass_only + pull, atol=1e-6)
     # below anchor_from the anchor changes nothing
     assert torch.allclose(value(0.3, other), value(0.3, None))
+    # the anchor at a lower temperature: its output from the same noise scaled, the student's not
+    cold = dataclasses.replace(cfg, anchor_temperature=0.5)
+    pull_cold = charbonnier(out, other.one_step(model.start(cond, 0.5 * eps), t1, cond).float(), cfg.charbonnier_eps)
+    assert torch.allclose(value(1.0, other, cold), lowpass_only + pull_cold, atol=1e-6)
+    assert not torch.allclose(pull_cold, pull)
     with pytest.raises(ValueError, match="anchor_from"):
         GTASRConfig(anchor_from=1.0)
+    with pytest.raises(ValueError, match="anchor_temperature"):
+        GTASRConfig(anchor_temperature=-1.0)
     # a run with an anchor file: trains, and the anchor is in neither the checkpoint nor the card's weights
     fcfg = FlowConfig(scale=4, backbone="lrnet_t")
     base = weights.save(tmp_path / "t.safetensors", perturbed(fcfg, 2), weights.flow_card(fcfg, kind="teacher"))
