@@ -156,8 +156,9 @@ def test_page_in_a_browser_upload_slide_paint_upscale(tmp_path):
             loupe_x = page.locator("#snapsr-loupe-x input[type=number]")
             loupe_x.fill("30")
             loupe_x.press("Enter")
-            loupe = "(() => { const l = document.querySelector('#snapsr-loupe');"
-            loupe += " return l.querySelector('img') && !l.innerText.includes('processing'); })()"
+            loupe = "(() => { const l = document.querySelector('#snapsr-loupe'); const i = l.querySelector('img');"
+            loupe += " return i && i.complete && i.offsetWidth > 0 && !l.querySelector('.pending')"
+            loupe += " && !/[0-9]+[.][0-9]s/.test(l.innerText) && !l.innerText.includes('processing'); })()"
             page.wait_for_function(loupe, timeout=30_000)  # the loupe drawn, not loading, in the screenshot
             results = ROOT / "results"
             results.mkdir(exist_ok=True)
