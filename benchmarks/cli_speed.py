@@ -1,7 +1,8 @@
 """Whole-command speed: ``snapsr upscale`` on two photos against Real-ESRGAN x4plus on the same photos,
 each as a fresh process that starts, loads its weights, reads, upscales and writes PNGs, timed in one run,
 beside ``python -c "import torch"`` (the floor any PyTorch command pays). The same as
-``snapsr bench --command CASE --photos DIR``, with the validation photos as the default and a markdown file.
+``snapsr bench --command CASE --photos DIR``, with the validation photos as the default; ``--json FILE`` also
+writes the table beside it as ``FILE`` with ``.md``.
 
     python benchmarks/cli_speed.py [--case two|small|large] [--photos DIR] [--size 512x384] [--repeats 3] [--json FILE]
 
@@ -31,6 +32,7 @@ def main() -> None:
     print(format_result(r))
     if a.json:
         Path(a.json).write_text(json.dumps(r, indent=2) + "\n")
+        Path(a.json).with_suffix(".md").write_text(format_result(r) + "\n")
 
 
 if __name__ == "__main__":
