@@ -77,9 +77,9 @@ class GTASRConfig:
     anchor_from: float = 0.25
     w_anchor: float = 1.0
     # The anchor's start noise scaled by this (its sampling temperature, UpscaleOptions.temperature)
-    # while the student keeps the full noise: below 1 the student learns the anchor's realistic end
-    # with less of the grain that the noise passes through (realism 1 at 0.7: sharper edges, less
-    # grain, the same NIQE), so the dial's own realistic end is the cleaner one.
+    # while the student keeps the full noise: below 1 the student is pulled towards the anchor's
+    # realistic end with less of the grain the noise passes through. Stage 18 tried 0.7 for 8,000
+    # steps: realism 1 learned about half of it, with a worse NIQE (campaign/README.md, session 17).
     anchor_temperature: float = 1.0
     charbonnier_eps: float = 1e-3
     # Stage II: Dual-Reference Structural Rectification
