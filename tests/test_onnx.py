@@ -96,6 +96,25 @@ def test_auto_default_is_the_estimator_in_torch_and_a_fixed_value_in_onnx(tmp_pa
     assert res.exit_code == 2 and "realism must be in [0, 1] or 'auto'" in res.output
 
 
+def test_export_sets_the_estimators_smoothing(tmp_path, student, tiny_weights):
+    from snapsr.model.weights import load_flow
+
+    smooth = tmp_path / "smooth.safetensors"
+    res = CliRunner().invoke(main, ["export", str(student), "-o", str(smooth), "--estimator-smooth", "3"])
+    assert res.exit_code == 0, res.output
+    model, card = load_flow(smooth)
+    assert model.cfg.estimator_smooth == 3 and card.flow.estimator_smooth == 3
+    assert load_flow(student)[0].cfg.estimator_smooth == 0  # the source is untouched
+    lr = torch.from_numpy(smooth_image(32, 32, 2)).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        a, b = (m.realism_map(m.condition(lr)) for m in (load_flow(student)[0], model))
+    assert a.shape == b.shape and not torch.equal(a, b)
+    for source, k, message in ((tiny_weights, "2", "no realism estimator"), (student, "65", "0<=x<=64")):
+        cmd = ["export", str(source), "-o", str(tmp_path / "x.safetensors"), "--estimator-smooth", k]
+        res = CliRunner().invoke(main, cmd)
+        assert res.exit_code == 2 and message in res.output, res.output
+
+
 def test_onnx_errors_are_one_line(tmp_path, tiny_weights):
     from snapsr.infer.onnx import OnnxFlow
 

@@ -109,6 +109,18 @@ def test_estimator_recipe_moves_only_the_estimator(tmp_path, photo_dir):
         recipes.get("estimator").train(dataclasses.replace(cfg, init=""))
 
 
+def test_estimator_targets_at_the_ends_of_auto_range():
+    """Targets "ends": puts the least degraded group's target at lo (a clean photo gets the faithful end) and
+    the most degraded one's at hi; "centres" keeps the slices' centres."""
+    for groups, (lo, hi) in ((4, (0.0, 0.85)), (3, (0.1, 0.5)), (2, (0.0, 1.0))):
+        span = rcod.target_span((lo, hi), groups, "ends")
+        centres = rcod.group_time(torch.arange(groups), groups, *span, None, jitter=False)
+        assert torch.allclose(centres, torch.linspace(lo, hi, groups), atol=1e-6)
+    assert rcod.target_span((0.0, 0.5), 4, "centres") == (0.0, 0.5)
+    with pytest.raises(ValueError, match="targets"):
+        rcod.EstimatorRunConfig(targets="middle")
+
+
 def test_estimator_recipe_on_a_prompt_model_moves_only_the_level_head(tmp_path, photo_dir):
     """The prompt tokens read the estimator's encoder: retraining the estimator keeps them (and every
     output at a fixed dial value), moving only the level head."""
@@ -203,6 +215,30 @@ def test_auto_reads_the_encoder_once_per_tile_and_never_a_stale_result():
         n = len(calls)
         model.encode(cond2), model.encode(cond2)
         assert len(calls) == n + 2
+
+
+def test_estimator_smooth_spreads_a_lone_cell_and_keeps_a_flat_map(tmp_path):
+    """``estimator_smooth``: one cell the estimator reads as degraded (a thin noisy-looking band on a
+    clean photo) no longer gets its own dial; a flat map, and the map's range, stay as they were."""
+    cfg = perturbed(FlowConfig(scale=4, backbone="lrnet_t", estimator=True, encoder_input="energy"), 3)
+    model = make_student(cfg, RCODConfig(estimator=True)).eval()
+    cond = model.condition(torch.rand(1, 3, 64, 64))
+    level = torch.full((1, 1, 16, 16), 0.1)
+    level[..., 8, 8] = 0.9
+    for value in (level, torch.full_like(level, 0.4)):
+        model.encode = lambda c, v=value: (None, v)
+        sharp = model.realism_map(cond)
+        model.cfg = dataclasses.replace(model.cfg, estimator_smooth=5)
+        smooth = model.realism_map(cond)
+        model.cfg = dataclasses.replace(model.cfg, estimator_smooth=0)
+        assert smooth.shape == sharp.shape == (1, 1, 256, 256)
+        assert abs(smooth.mean() - sharp.mean()) < 0.01 and 0.1 - 1e-6 <= smooth.min() and smooth.max() <= 0.9
+        if value is level:
+            assert sharp.max() > 0.85 and smooth.max() < 0.25  # the lone cell spread over its neighbours
+        else:
+            assert torch.allclose(smooth, sharp)
+    with pytest.raises(ValueError, match="estimator_smooth"):
+        FlowConfig(estimator_smooth=-1)
 
 
 def test_grown_student_starts_as_its_init_and_trains_the_new_part():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -26,10 +27,20 @@ import click
     help="The dial value upscale, eval and the API use when none is given: a number in [0, 1], or auto "
     "(the model's estimator; needs one). Pick it from benchmarks/quality.sh.",
 )
+@click.option(
+    "--estimator-smooth",
+    type=click.IntRange(0, 64),
+    default=None,
+    help="Smooth auto's map by a box this many estimator cells (4 LR pixels) wide, twice; 0 for none. "
+    "Pick it from benchmarks/quality.sh (a model with an estimator).",
+)
 @click.option("--name", default=None, help="Model name for the card (default: the output's stem).")
-def export(weights_in, output, onnx_path, metrics, eval_command, default_steps, default_realism, name):
+def export(
+    weights_in, output, onnx_path, metrics, eval_command, default_steps, default_realism, estimator_smooth, name
+):
     """Write WEIGHTS_IN (e.g. a run's ema.safetensors) as a shippable model with its card (-o), and/or
     as ONNX (--onnx; inputs lr, eps, t, output sr: see snapsr/infer/onnx.py and the README)."""
+    from snapsr.config import to_dict
     from snapsr.model import weights as wmod
 
     if not output and not onnx_path:
@@ -49,6 +60,11 @@ def export(weights_in, output, onnx_path, metrics, eval_command, default_steps, 
         card["default_steps"] = default_steps
     if default_realism is not None:
         card["default_realism"] = _realism(default_realism, model.cfg.estimator)
+    if estimator_smooth is not None:
+        if not model.cfg.estimator:
+            raise click.BadParameter("these weights have no realism estimator", param_hint="--estimator-smooth")
+        model.cfg = dataclasses.replace(model.cfg, estimator_smooth=estimator_smooth)
+        card["flow"] = to_dict(model.cfg)
     if metrics:
         data = json.loads(Path(metrics).read_text())
         card["metrics"] = {k: {m: round(v, 4) for m, v in d["mean"].items()} for k, d in data.items()}

@@ -34,6 +34,10 @@ class FlowConfig:
     # RCOD's visual prompt as published: tokens from a frozen CLIP image encoder of the LQ image (a
     # local CLIP folder, never bundled or downloaded), beside the degradation encoder's; needs prompt.
     prompt_clip: str = ""
+    # ``--realism auto``'s map smoothed before use: a box filter this many estimator cells wide
+    # (4 LR pixels each), run twice; 0 for none. Degradation varies slowly across a photo, so a
+    # thin structure the estimator reads as noisy (a clean horizon) must not get its own dial.
+    estimator_smooth: int = 0
 
     def __post_init__(self):
         # Bounds that keep a hostile or damaged weights card from building a huge model.
@@ -43,6 +47,7 @@ class FlowConfig:
             ("sigma_data", 0.0 < self.sigma_data <= 1.0, "in (0, 1]"),
             ("prompt_tokens", 1 <= self.prompt_tokens <= 256, "in [1, 256]"),
             ("prompt_dim", 1 <= self.prompt_dim <= 1024, "in [1, 1024]"),
+            ("estimator_smooth", 0 <= self.estimator_smooth <= 64, "in [0, 64]"),
         )
         for name, ok, what in checks:
             if not ok:

@@ -169,6 +169,9 @@ class FlowSR(nn.Module):
         if not self.cfg.estimator:
             raise ValueError("these weights have no realism estimator (trained without rcod.estimator)")
         level = self.encode(cond)[1].float()
+        k = self.cfg.estimator_smooth
+        for _ in range(2 if k > 1 else 0):  # two box passes: a smooth, positive kernel
+            level = F.avg_pool2d(F.pad(level, (k // 2, (k - 1) // 2) * 2, mode="replicate"), k, stride=1)
         return F.interpolate(level, size=cond.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
 
     forward = velocity

@@ -222,6 +222,10 @@ class EstimatorRunConfig:
     # this range are the targets. A model whose realistic end is grain, not texture, caps it at its
     # default realism, so auto never adds grain and turns towards fidelity where the input is clean.
     auto_range: tuple[float, float] = (0.0, 1.0)
+    # Where the groups' targets sit in auto_range: "centres" of equal slices (4 groups over [0, 0.5]:
+    # 0.0625 ... 0.4375, so a clean photo still gets some realism), or "ends": the least degraded
+    # group at lo and the most degraded at hi, the others evenly between (0, 1/3, 2/3, 1 of the range).
+    targets: str = "centres"
     rcod: RCODConfig = field(default_factory=lambda: RCODConfig(groups=4, estimator=True, space="relative"))
     # The run's pairs: the estimator learns what it will be shown, clean to heavily degraded.
     degrade: DegradeConfig = field(default_factory=lambda: DegradeConfig(clean_share=0.25, light_share=0.25))
@@ -238,6 +242,18 @@ class EstimatorRunConfig:
         lo, hi = self.auto_range
         if not 0.0 <= lo < hi <= 1.0:
             raise ValueError(f"auto_range must be two dial values 0 <= lo < hi <= 1, got {self.auto_range}")
+        if self.targets not in ("centres", "ends"):
+            raise ValueError(f"targets must be 'centres' or 'ends', got {self.targets!r}")
+
+
+def target_span(auto_range: tuple[float, float], groups: int, targets: str) -> tuple[float, float]:
+    """The span whose equal slices' centres are the groups' targets: ``auto_range`` itself for
+    "centres"; for "ends", widened so that the first centre is ``lo`` and the last ``hi``."""
+    lo, hi = auto_range
+    if targets == "centres":
+        return lo, hi
+    span = (hi - lo) * groups / (groups - 1)
+    return lo - span / (2 * groups), lo - span / (2 * groups) + span
 
 
 class EstimatorLoss(nn.Module):
@@ -281,7 +297,7 @@ def build_estimator(cfg: EstimatorRunConfig, device: torch.device) -> Recipe:
         st.encoder.requires_grad_(True)  # the optimizer skips what has no gradient: only the estimator moves
     scale, r = st.cfg.scale, cfg.rcod
     boundaries = calibrate(cfg, scale, r.groups, r.calib_batches)
-    dial = students.DialTime(r, boundaries, *cfg.auto_range, scale)
+    dial = students.DialTime(r, boundaries, *target_span(cfg.auto_range, r.groups, cfg.targets), scale)
 
     def card(step: int) -> dict:
         return weights.flow_card(
@@ -289,7 +305,12 @@ def build_estimator(cfg: EstimatorRunConfig, device: torch.device) -> Recipe:
             kind="student",
             recipe="RCOD realism estimator retrained (the network's tensors are init's)",
             init=cfg.init,
-            rcod={**to_dict(r), "boundaries_psnr": boundaries, "auto_range": list(cfg.auto_range)},
+            rcod={
+                **to_dict(r),
+                "boundaries_psnr": boundaries,
+                "auto_range": list(cfg.auto_range),
+                "auto_targets": cfg.targets,
+            },
             **run_card(cfg, step),
             default_steps=1,
         )
