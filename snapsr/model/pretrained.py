@@ -7,7 +7,7 @@ from pathlib import Path
 from snapsr.model import weights
 
 FOLDER = Path(__file__).parents[1] / "assets" / "weights"
-DEFAULT = "snapsr-x4-dial-s8"
+DEFAULT = "snapsr-x4-dial-s9"
 
 
 def available() -> list[str]:
