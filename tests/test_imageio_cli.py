@@ -214,6 +214,11 @@ def test_models_lists_cards():
     assert info["default"] in info["models"]
     card = info["models"][info["default"]]
     assert len(card["sha256"]) == 64 and card["flow"]["scale"] == 4 and "metrics" in card
+    # the text form says what auto does with the default: its range as the card's estimator was trained
+    text = cli("models").output.split(info["default"] + " (default)\n")[1].split("\nsnapsr-")[0]
+    lo, hi = card["rcod"]["auto_range"]
+    assert card["rcod"]["auto_targets"] == "ends" and f"about {lo:.2g} (clean input) to {hi:.2g}" in text
+    assert f"smoothed over {card['flow']['estimator_smooth']} cells" in text
 
 
 def test_end_to_end_bundled_default(tmp_path):

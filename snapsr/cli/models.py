@@ -43,3 +43,20 @@ def models(as_json):
             value = card.get(key, card.get("flow", {}).get(key))
             if value is not None:
                 click.echo(f"  {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+            if key == "default_realism" and (auto := _auto(card)):
+                click.echo(f"  auto: {auto}")
+
+
+def _auto(card: dict) -> str:
+    """What ``--realism auto`` does with this model, or "" without an estimator."""
+    flow = card.get("flow", {})
+    if not flow.get("estimator"):
+        return ""
+    rcod = card.get("rcod") or {}
+    lo, hi = rcod.get("auto_range", (0.0, 1.0))
+    if rcod.get("auto_targets", "centres") == "centres":  # the groups' slices' centres (rcod.target_span)
+        half = (hi - lo) / (2 * max(2, rcod.get("groups", 4)))
+        lo, hi = lo + half, hi - half
+    smooth = flow.get("estimator_smooth", 0)
+    text = f"the estimator sets the dial per region, about {lo:.2g} (clean input) to {hi:.2g} (most degraded)"
+    return text + (f", its map smoothed over {smooth} cells of 4 LR pixels" if smooth > 1 else "")
