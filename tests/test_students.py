@@ -217,7 +217,7 @@ def test_auto_reads_the_encoder_once_per_tile_and_never_a_stale_result():
         assert len(calls) == n + 2
 
 
-def test_estimator_smooth_spreads_a_lone_cell_and_keeps_a_flat_map(tmp_path):
+def test_estimator_smooth_spreads_a_lone_cell_and_keeps_a_flat_map():
     """``estimator_smooth``: one cell the estimator reads as degraded (a thin noisy-looking band on a
     clean photo) no longer gets its own dial; a flat map, and the map's range, stay as they were."""
     cfg = perturbed(FlowConfig(scale=4, backbone="lrnet_t", estimator=True, encoder_input="energy"), 3)

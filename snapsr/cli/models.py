@@ -52,11 +52,14 @@ def _auto(card: dict) -> str:
     flow = card.get("flow", {})
     if not flow.get("estimator"):
         return ""
+    from snapsr.train.rcod import target_span
+
     rcod = card.get("rcod") or {}
-    lo, hi = rcod.get("auto_range", (0.0, 1.0))
-    if rcod.get("auto_targets", "centres") == "centres":  # the groups' slices' centres (rcod.target_span)
-        half = (hi - lo) / (2 * max(2, rcod.get("groups", 4)))
-        lo, hi = lo + half, hi - half
+    groups = max(2, rcod.get("groups", 4))
+    # the first and the last group's targets: the centres of the span's first and last slices
+    a, b = target_span(rcod.get("auto_range", (0.0, 1.0)), groups, rcod.get("auto_targets", "centres"))
+    half = (b - a) / (2 * groups)
+    lo, hi = a + half, b - half
     smooth = flow.get("estimator_smooth", 0)
     text = f"the estimator sets the dial per region, about {lo:.2g} (clean input) to {hi:.2g} (most degraded)"
     return text + (f", its map smoothed over {smooth} cells of 4 LR pixels" if smooth > 1 else "")
