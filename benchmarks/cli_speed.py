@@ -4,7 +4,10 @@ beside ``python -c "import torch"`` (the floor any PyTorch command pays). The sa
 ``snapsr bench --command CASE --photos DIR``, with the validation photos as the default; ``--json FILE`` also
 writes the table beside it as ``FILE`` with ``.md``.
 
-    python benchmarks/cli_speed.py [--case two|small|large] [--photos DIR] [--size 512x384] [--repeats 3] [--json FILE]
+    python benchmarks/cli_speed.py [--case two|small|large] [--photos DIR] [--size 512x384] [--repeats 3]
+        [--also WEIGHTS ...] [--json FILE]
+
+``--also``: more weights (e.g. the fast tier, ``snapsr-x4-fast-s1``) timed as more rows of the same run.
 
 Pause background training while this runs: both share the CPU.
 """
@@ -26,9 +29,10 @@ def main() -> None:
     ap.add_argument("--weights", default=None)
     ap.add_argument("--json", default=None)
     ap.add_argument("--case", default="two", choices=CASES)
+    ap.add_argument("--also", action="append", default=[], help="more weights, timed in the same run")
     a = ap.parse_args()
     w, h = (int(v) for v in a.size.split("x"))
-    r = command_speed(a.case, Path(a.photos), (w, h), a.repeats, a.weights)
+    r = command_speed(a.case, Path(a.photos), (w, h), a.repeats, a.weights, also=tuple(a.also))
     print(format_result(r))
     if a.json:
         Path(a.json).write_text(json.dumps(r, indent=2) + "\n")

@@ -48,15 +48,23 @@ def test_realesrgan_baseline_runs_and_upscales():
 def test_bench_command_times_the_whole_upscale(tiny_weights, tmp_path):
     out = tmp_path / "c.json"
     args = ["bench", "--command", "small", "--no-baselines", "--repeats", "1", "--weights", str(tiny_weights)]
-    res = CliRunner().invoke(main, [*args, "--dtype", "fp32", "--json", str(out)])
+    res = CliRunner().invoke(main, [*args, "--dtype", "fp32", "--also", str(tiny_weights), "--json", str(out)])
     assert res.exit_code == 0, res.output
     assert "snapsr upscale (whole command)" in res.output and "importing torch" in res.output
     (r,) = json.loads(out.read_text())["commands"]
     assert r["case"] == "small" and r["images"] == 14 and r["size"] == "128x128"
-    assert set(r["seconds"]) == {"snapsr upscale (whole command)", "python -c 'import torch' (the floor)"}
+    other = f"snapsr upscale --weights {tiny_weights} (whole command)"  # another tier, a row of the same run
+    assert set(r["seconds"]) == {"snapsr upscale (whole command)", other, "python -c 'import torch' (the floor)"}
+    assert f"snapsr upscale --weights {tiny_weights} is" not in res.output  # no peer row, no ratio to it
+    assert res.output.count("x importing torch") == 2
     # the whole command imports torch and upscales fourteen images: it cannot beat the bare import
     s = r["seconds"]
     assert s["snapsr upscale (whole command)"] > s["python -c 'import torch' (the floor)"] > 0
+
+
+def test_bench_also_needs_command():
+    res = CliRunner().invoke(main, ["bench", "--also", "snapsr-x4-dial-s9", "--no-baselines"])
+    assert res.exit_code == 2 and "give --command too" in res.output
 
 
 def test_bench_command_fails_in_one_line(tmp_path):

@@ -219,6 +219,10 @@ def test_models_lists_cards():
     lo, hi = card["rcod"]["auto_range"]
     assert card["rcod"]["auto_targets"] == "ends" and f"about {lo:.2g} (clean input) to {hi:.2g}" in text
     assert f"smoothed over {card['flow']['estimator_smooth']} cells" in text
+    # a tier says when to pick it, and how deep its trunk is where that differs from its backbone's own
+    fast = cli("models").output.split("snapsr-x4-fast-s1\n")[1].split("\nsnapsr-")[0]
+    assert "  use: the fast tier" in fast and 'backbone_args: {"blocks": 6}' in fast
+    assert "backbone_args" not in text and "use:" not in text
 
 
 def test_end_to_end_bundled_default(tmp_path):

@@ -115,6 +115,18 @@ def test_export_sets_the_estimators_smoothing(tmp_path, student, tiny_weights):
         assert res.exit_code == 2 and message in res.output, res.output
 
 
+def test_export_writes_when_to_pick_the_model(tmp_path, student):
+    from snapsr.model.weights import read_card
+
+    out = tmp_path / "tier.safetensors"
+    res = CliRunner().invoke(main, ["export", str(student), "-o", str(out), "--use", " the fast tier \t"])
+    assert res.exit_code == 0, res.output
+    assert read_card(out)["use"] == "the fast tier" and "use" not in read_card(student)
+    for bad in ("", "two\nlines"):
+        res = CliRunner().invoke(main, ["export", str(student), "-o", str(tmp_path / "x.safetensors"), "--use", bad])
+        assert res.exit_code == 2 and "one line of text" in res.output, res.output
+
+
 def test_onnx_errors_are_one_line(tmp_path, tiny_weights):
     from snapsr.infer.onnx import OnnxFlow
 

@@ -453,6 +453,61 @@ def test_gtasr_anchor_takes_the_realistic_end_from_frozen_weights(photo_dir, tmp
                                    train=tiny_train(tmp_path / "r2", steps=1)), progress=False)  # fmt: skip
 
 
+def test_kept_blocks_make_a_shallower_student_from_a_deeper_one():
+    """``keep_blocks``: the student's trunk is base's blocks in that order, the rest of base's weights
+    unchanged, so it computes what base would with only those blocks; wrong indices are one-line errors."""
+    base = perturbed(FlowConfig(scale=4, backbone="lrnet_t", backbone_args={"blocks": 3}), 9).eval()
+    student = make_student(base, RCODConfig(), keep_blocks=(0, 2)).eval()
+    assert student.cfg.backbone_args == {"blocks": 2} and len(student.backbone.blocks) == 2
+    for new, old in ((0, 0), (1, 2)):
+        kept, was = student.backbone.blocks[new].state_dict(), base.backbone.blocks[old].state_dict()
+        assert all(torch.equal(kept[k], was[k]) for k in was)
+    lr = torch.rand(1, 3, 8, 12)
+    cond = base.condition(lr)
+    x = torch.rand_like(cond)
+    cut = copy.deepcopy(base)
+    cut.backbone.blocks = torch.nn.ModuleList([cut.backbone.blocks[0], cut.backbone.blocks[2]])
+    with torch.no_grad():
+        assert torch.allclose(student.velocity(x, 0.6, cond), cut.velocity(x, 0.6, cond), atol=1e-6)
+        assert not torch.allclose(student.velocity(x, 0.6, cond), base.velocity(x, 0.6, cond), atol=1e-4)
+        every = make_student(base, RCODConfig(), keep_blocks=(0, 1, 2)).eval()
+        assert torch.allclose(every.velocity(x, 0.6, cond), base.velocity(x, 0.6, cond), atol=1e-6)
+    for keep in ((2, 0), (0, 0), (0, 3), (-1, 1)):
+        with pytest.raises(ValueError, match="keep_blocks must be increasing block indices in \\[0, 2\\]"):
+            make_student(base, RCODConfig(), keep_blocks=keep)
+
+
+def test_a_deeper_anchor_distils_a_kept_blocks_student_at_every_dial_value(photo_dir, tmp_path):
+    """The fast tier's recipe: a student cut from its init by ``keep_blocks`` and pulled towards a deeper
+    anchor with ``anchor_floor`` of the weight at realism 0, rising to 1 at realism 1."""
+    model = perturbed(FlowConfig(scale=4, backbone="lrnet_t"), 4)
+    cfg = GTASRConfig(w_consistency=0.0, w_ta=0.0, anchor="x", anchor_from=0.0, anchor_floor=0.5)
+    loss = GTASRLoss(model, model, cfg, 10, None, None, model)
+    w = loss.anchor_weight(torch.tensor([0.0, 0.5, 1.0]))
+    assert torch.allclose(w, torch.tensor([0.5, 0.75, 1.0]))
+    floor0 = GTASRLoss(model, model, dataclasses.replace(cfg, anchor_from=0.5, anchor_floor=0.0), 10, None, None, model)
+    assert torch.allclose(floor0.anchor_weight(torch.tensor([0.25, 0.75])), torch.tensor([0.0, 0.5]))
+    with pytest.raises(ValueError, match="anchor_floor"):
+        GTASRConfig(anchor_floor=1.5)
+    deep_cfg = FlowConfig(scale=4, backbone="lrnet_t", backbone_args={"blocks": 3})
+    deep_card = weights.flow_card(deep_cfg, kind="teacher")
+    deep = weights.save(tmp_path / "deep.safetensors", perturbed(deep_cfg, 2), deep_card)
+    run_cfg = GTASRRunConfig(
+        init=str(deep),
+        keep_blocks=(0, 2),
+        gtasr=dataclasses.replace(cfg, anchor=str(deep)),
+        data=tiny_data(photo_dir),
+        train=tiny_train(tmp_path / "fast", steps=2),
+    )
+    train_gtasr(run_cfg, progress=False)
+    card = weights.read_card(tmp_path / "fast" / "ema.safetensors")
+    assert card["flow"]["backbone_args"] == {"blocks": 2} and card["keep_blocks"] == [0, 2]
+    fast, _ = weights.load_flow(tmp_path / "fast" / "ema.safetensors")
+    assert len(fast.backbone.blocks) == 2
+    with pytest.raises(ValueError, match="keep_blocks cuts init's trunk"):
+        train_gtasr(dataclasses.replace(run_cfg, init="", train=tiny_train(tmp_path / "r3", steps=1)), progress=False)
+
+
 FLAGS = [
     dict(rcod=RCODConfig(groups=2, calib_batches=2)),
     dict(rcod=RCODConfig(groups=3, calib_batches=2, prompt=True, estimator=True)),

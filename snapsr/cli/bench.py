@@ -32,13 +32,20 @@ import click
     default=None,
     help="With --command: crop the photos from the first two images here (default: the bundled example).",
 )
+@click.option(
+    "--also",
+    multiple=True,
+    help="With --command: more weights (e.g. snapsr-x4-fast-s1) timed as more rows of the same run. Repeatable.",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the results here.")
 def bench(
-    weights, lr_size, repeats, steps, device, dtype, tile, no_baselines, memory, onnx, commands, photos, json_path
+    weights, lr_size, repeats, steps, device, dtype, tile, no_baselines, memory, onnx, commands, photos, also, json_path
 ):
     """Seconds per LR megapixel (median after warm-up) beside bicubic and Real-ESRGAN x4plus."""
     from snapsr.eval import bench as bench_mod
 
+    if also and not commands:
+        raise click.UsageError("--also times more weights with --command; give --command too")
     if commands:
         if memory or onnx:
             raise click.UsageError("--command times whole commands; run --memory and --onnx without it")
@@ -58,6 +65,7 @@ def bench(
                     weights=weights,
                     extra_args=extra,
                     peer=not no_baselines,
+                    also=tuple(also),
                 )
             except RuntimeError as e:
                 raise click.ClickException(str(e)) from None

@@ -35,8 +35,13 @@ import click
     "Pick it from benchmarks/quality.sh (a model with an estimator).",
 )
 @click.option("--name", default=None, help="Model name for the card (default: the output's stem).")
+@click.option(
+    "--use",
+    default=None,
+    help="When to pick this model, one line for snapsr models (e.g. a fast tier: what it trades for its speed).",
+)
 def export(
-    weights_in, output, onnx_path, metrics, eval_command, default_steps, default_realism, estimator_smooth, name
+    weights_in, output, onnx_path, metrics, eval_command, default_steps, default_realism, estimator_smooth, name, use
 ):
     """Write WEIGHTS_IN (e.g. a run's ema.safetensors) as a shippable model with its card (-o), and/or
     as ONNX (--onnx; inputs lr, eps, t, output sr: see snapsr/infer/onnx.py and the README)."""
@@ -56,6 +61,10 @@ def export(
     lineage = wmod.lineage(card)
     if lineage:  # the stages it was fine-tuned from, each with its own training record
         card["lineage"] = lineage
+    if use is not None:
+        if not use.strip() or "\n" in use:
+            raise click.BadParameter("one line of text", param_hint="--use")
+        card["use"] = use.strip()
     if default_steps is not None:
         card["default_steps"] = default_steps
     if default_realism is not None:

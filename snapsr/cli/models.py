@@ -23,10 +23,12 @@ def models(as_json):
         mark = " (default)" if name == pretrained.DEFAULT else ""
         click.echo(f"{name}{mark}")
         for key in (
+            "use",
             "kind",
             "recipe",
             "scale",
             "backbone",
+            "backbone_args",
             "parameters",
             "steps_trained",
             "samples_seen",
@@ -41,7 +43,7 @@ def models(as_json):
             "sha256",
         ):
             value = card.get(key, card.get("flow", {}).get(key))
-            if value is not None:
+            if value not in (None, {}, []):
                 click.echo(f"  {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
             if key == "default_realism" and (auto := _auto(card)):
                 click.echo(f"  auto: {auto}")

@@ -84,9 +84,11 @@ def command_speed(
     weights: str | None = None,
     extra_args: tuple[str, ...] = (),
     peer: bool = True,
+    also: tuple[str, ...] = (),
 ) -> dict:
-    """Median seconds of the whole ``snapsr upscale`` command on ``case``'s photos, of a process doing
-    the same with Real-ESRGAN x4plus (``peer``), and of importing torch, each a fresh process."""
+    """Median seconds of the whole ``snapsr upscale`` command on ``case``'s photos (and with each of the
+    weights in ``also``: other tiers, timed in the same run), of a process doing the same with
+    Real-ESRGAN x4plus (``peer``), and of importing torch, each a fresh process."""
     if case not in CASES:
         raise ValueError(f"case must be one of {', '.join(CASES)}; got {case!r}")
     w, h = (1536, 1024) if case == "large" else size
@@ -104,6 +106,9 @@ def command_speed(
         snap = [sys.executable, "-m", "snapsr", "upscale", *srcs, "-o", f"{d}/out", "--overwrite", "--quiet"]
         snap += [*(["--weights", str(weights)] if weights else []), *extra_args]
         seconds = {SNAPSR_ROW: _timed(snap, repeats, "snapsr upscale")}
+        for other in also:
+            cmd = [*snap[: snap.index("--overwrite")], "--overwrite", "--quiet", "--weights", other, *extra_args]
+            seconds[also_row(other)] = _timed(cmd, repeats, f"snapsr upscale --weights {other}")
         if peer:
             seconds[ESRGAN_ROW] = _timed([sys.executable, "-c", _ESRGAN, d, *srcs], repeats, "Real-ESRGAN x4plus")
         seconds[TORCH_ROW] = _timed([sys.executable, "-c", "import torch"], repeats, "import torch")
@@ -118,6 +123,10 @@ def command_speed(
     }
 
 
+def also_row(weights: str) -> str:
+    return f"snapsr upscale --weights {weights} (whole command)"
+
+
 def format_result(r: dict) -> str:
     s = r["seconds"]
     lines = [
@@ -127,7 +136,11 @@ def format_result(r: dict) -> str:
         "|---|---:|",
         *(f"| {k} | {v:.2f} |" for k, v in s.items()),
     ]
-    ratio = [f"it costs {s[SNAPSR_ROW] / s[TORCH_ROW]:.2f}x importing torch"]
-    if ESRGAN_ROW in s:
-        ratio.insert(0, f"snapsr is {s[ESRGAN_ROW] / s[SNAPSR_ROW]:.1f}x faster than Real-ESRGAN x4plus")
-    return "\n".join(lines) + "\n" + "; ".join(ratio)
+    out = []
+    for row in (k for k in s if k.startswith("snapsr upscale")):
+        who = "snapsr" if row == SNAPSR_ROW else row.removesuffix(" (whole command)")
+        ratio = [f"it costs {s[row] / s[TORCH_ROW]:.2f}x importing torch"]
+        if ESRGAN_ROW in s:
+            ratio.insert(0, f"{who} is {s[ESRGAN_ROW] / s[row]:.1f}x faster than Real-ESRGAN x4plus")
+        out.append("; ".join(ratio))
+    return "\n".join(lines + out)

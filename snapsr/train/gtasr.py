@@ -76,6 +76,10 @@ class GTASRConfig:
     anchor: str = ""
     anchor_from: float = 0.25
     w_anchor: float = 1.0
+    # The anchor's weight up to ``anchor_from`` (then rising linearly from it to 1 at realism 1): above
+    # 0 the faithful end learns from the anchor too, as a smaller student distilled from a deeper
+    # anchor does (``keep_blocks``); the anchor may then be any backbone of the same scale.
+    anchor_floor: float = 0.0
     # The anchor's start noise scaled by this (its sampling temperature, UpscaleOptions.temperature)
     # while the student keeps the full noise: below 1 the student is pulled towards the anchor's
     # realistic end with less of the grain the noise passes through. Stage 18 tried 0.7 for 8,000
@@ -97,6 +101,8 @@ class GTASRConfig:
             raise ValueError(f"gtasr.lowpass must be at least 1, got {self.lowpass}")
         if not 0.0 <= self.anchor_from < 1.0:
             raise ValueError(f"gtasr.anchor_from must be in [0, 1), got {self.anchor_from}")
+        if not 0.0 <= self.anchor_floor <= 1.0:
+            raise ValueError(f"gtasr.anchor_floor must be in [0, 1], got {self.anchor_floor}")
         if not 0.0 <= self.anchor_temperature <= 2.0:
             raise ValueError(f"gtasr.anchor_temperature must be in [0, 2], got {self.anchor_temperature}")
 
@@ -107,6 +113,10 @@ class GTASRRunConfig:
     # Backbone arguments added to init's (e.g. {context = 4}: lrnet's context branch), their new parts
     # starting at zero: the student starts as init and trains the new capacity on.
     grow: dict[str, Any] = field(default_factory=dict)
+    # init's trunk blocks the student keeps (e.g. [0, 1, 2, 3, 5, 6] of 12): a shallower, faster tier
+    # that starts from init's weights; with gtasr.anchor = init and anchor_floor > 0 it is distilled
+    # from the deeper network at every dial value. Empty: all of them.
+    keep_blocks: tuple[int, ...] = ()
     recipe: str = "gtasr"
     flow: FlowConfig = field(default_factory=FlowConfig)  # the architecture when init is ""
     gtasr: GTASRConfig = field(default_factory=GTASRConfig)
@@ -200,9 +210,9 @@ class GTASRLoss(nn.Module):
         return loss + self.stage2_terms(out, x_0, t_d, cond, hr) + self.terms(out, hr, cond, t_d, centre)
 
     def anchor_weight(self, t_d: torch.Tensor) -> torch.Tensor:
-        """Per image: 0 up to ``anchor_from``, rising linearly to 1 at realism 1."""
-        a = self.cfg.anchor_from
-        return ((t_d.float().reshape(-1) - a) / (1 - a)).clamp(0, 1)
+        """Per image: ``anchor_floor`` up to ``anchor_from``, rising linearly to 1 at realism 1."""
+        a, floor = self.cfg.anchor_from, self.cfg.anchor_floor
+        return floor + (1 - floor) * ((t_d.float().reshape(-1) - a) / (1 - a)).clamp(0, 1)
 
     def pixel_and_anchor(self, out, hr, x_a, t_d, cond) -> torch.Tensor:
         """The pixel term at the dial value, and with an anchor its pull at the realistic end (the
@@ -244,6 +254,8 @@ class GTASRLoss(nn.Module):
 
 @recipe("gtasr", config=GTASRRunConfig, summary="one-step consistency training from data alone, no teacher (GTASR)")
 def build_gtasr(cfg: GTASRRunConfig, device: torch.device) -> Recipe:
+    if cfg.keep_blocks and not cfg.init:
+        raise ValueError("keep_blocks cuts init's trunk: set init to the weights to start from")
     if cfg.init:
         base, _ = weights.load_flow(cfg.init)
     else:
@@ -259,7 +271,8 @@ def build_gtasr(cfg: GTASRRunConfig, device: torch.device) -> Recipe:
     if cfg.gtasr.anchor:
         anchor, _ = weights.load_flow(cfg.gtasr.anchor)
         a, s = anchor.cfg, student.cfg
-        if (a.backbone, a.scale, a.sigma_p) != (s.backbone, s.scale, s.sigma_p):
+        # the anchor's output is an image from the same start state: any backbone, any size
+        if (a.scale, a.sigma_p) != (s.scale, s.sigma_p):
             raise ValueError(
                 f"gtasr.anchor {cfg.gtasr.anchor} is a {a.backbone} x{a.scale} with sigma_p {a.sigma_p}, "
                 f"the student a {s.backbone} x{s.scale} with sigma_p {s.sigma_p}: they must match"
@@ -274,6 +287,7 @@ def build_gtasr(cfg: GTASRRunConfig, device: torch.device) -> Recipe:
             recipe="GTASR consistency training",
             gtasr=to_dict(cfg.gtasr),
             **({"init": cfg.init} if cfg.init else {}),
+            **({"keep_blocks": list(cfg.keep_blocks)} if cfg.keep_blocks else {}),
         )
 
     return Recipe(

@@ -31,14 +31,22 @@ def one_step_only(backbone: str, what: str) -> None:
         raise ValueError(f"backbone {backbone} is a one-step student's: {what} needs a velocity backbone (lrnet_*)")
 
 
-def make_student(base: FlowSR, r: rcod.RCODConfig, grow: dict | None = None) -> FlowSR:
+def make_student(
+    base: FlowSR, r: rcod.RCODConfig, grow: dict | None = None, keep_blocks: tuple[int, ...] = ()
+) -> FlowSR:
     """A student starting as ``base`` (teacher or reference), with RCOD's encoder added if ``r`` asks,
     and ``grow`` (backbone arguments, e.g. ``{"context": 4}``) added to base's: the new parts must
-    start as the identity, which is checked on a random input."""
+    start as the identity, which is checked on a random input. ``keep_blocks``: base's trunk blocks
+    that the student keeps, in order (the rest dropped: a shallower, faster student that starts
+    from what the deeper one learned, as layer-dropping distillation does, then trains on)."""
     args = {**base.cfg.backbone_args, **(grow or {})}
+    state = base.state_dict()
+    if keep_blocks:
+        state = _kept_blocks(base, state, tuple(keep_blocks))
+        args["blocks"] = len(keep_blocks)
     cfg = dataclasses.replace(base.cfg, prompt=r.prompt, estimator=r.estimator, backbone_args=args)
     student = FlowSR(cfg)
-    missing, unexpected = student.load_state_dict(base.state_dict(), strict=False)
+    missing, unexpected = student.load_state_dict(state, strict=False)
     new = ("encoder.", "backbone.prompt.", "clip_tokens.")
     if unexpected or any(not k.startswith(new) for k in missing if not grow):
         raise ValueError(f"cannot start the student from these weights: missing {missing}, unexpected {unexpected}")
@@ -53,6 +61,26 @@ def make_student(base: FlowSR, r: rcod.RCODConfig, grow: dict | None = None) -> 
                 f"growing the backbone by {grow} changes what the weights compute: its new parts must start at zero"
             )
     return student
+
+
+def _kept_blocks(base: FlowSR, state: dict, keep: tuple[int, ...]) -> dict:
+    """``state`` with the trunk's blocks ``keep`` renumbered 0, 1, ... and the others left out."""
+    blocks = getattr(base.backbone, "blocks", None)
+    if blocks is None or "blocks" not in getattr(base.backbone, "hparams", {}):
+        raise ValueError(f"keep_blocks needs a backbone with a trunk of blocks (lrnet_*), not {base.cfg.backbone}")
+    n = len(blocks)
+    if list(keep) != sorted(set(keep)) or keep[0] < 0 or keep[-1] >= n:
+        raise ValueError(f"keep_blocks must be increasing block indices in [0, {n - 1}], got {list(keep)}")
+    new_index = {old: i for i, old in enumerate(keep)}
+    out = {}
+    for k, v in state.items():
+        if k.startswith("backbone.blocks."):
+            old = int(k.split(".")[2])
+            if old not in new_index:
+                continue
+            k = f"backbone.blocks.{new_index[old]}." + k.split(".", 3)[3]
+        out[k] = v
+    return out
 
 
 class DialTime(nn.Module):
@@ -150,10 +178,10 @@ class StudentSetup:
 
 
 def setup_student(cfg, base: FlowSR, device, lo: float, hi: float) -> StudentSetup:
-    """Student from ``base`` (grown by ``cfg.grow`` where the recipe has it), RCOD's groups calibrated
-    on the run's data, dial times in [lo, hi]."""
+    """Student from ``base`` (grown by ``cfg.grow``, or cut to ``cfg.keep_blocks``, where the recipe has
+    them), RCOD's groups calibrated on the run's data, dial times in [lo, hi]."""
     r = cfg.rcod
-    student = make_student(base, r, getattr(cfg, "grow", None)).to(device)
+    student = make_student(base, r, getattr(cfg, "grow", None), tuple(getattr(cfg, "keep_blocks", ()))).to(device)
     scale = student.cfg.scale
     encode = None
     if r.space == "latent":

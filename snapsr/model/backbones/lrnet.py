@@ -249,26 +249,30 @@ class LRNet(nn.Module):
 
 
 @register("lrnet_s")
-def lrnet_s(*, scale: int, prompt_dim: int = 0, context: int = 0, energy: bool = False) -> LRNet:
+def lrnet_s(*, scale: int, prompt_dim: int = 0, context: int = 0, energy: bool = False, blocks: int = 12) -> LRNet:
     """About 0.9M parameters: the CPU-fast size (``context``: convolutions of the low-resolution
     context branch, 0 for none; 4 add 0.15M parameters and about 1% of the work; ``energy``: the
-    per-region degradation cues, 3.5k parameters)."""
+    per-region degradation cues, 3.5k parameters; ``blocks``: the trunk's depth, its work in
+    proportion: 6 is the fast tier, half the work, made from a 12-block student by gtasr's
+    ``keep_blocks``)."""
+    if not 1 <= blocks <= 64:
+        raise ValueError(f"lrnet_s blocks must be in [1, 64], got {blocks}")
     return LRNet(
-        LRNetConfig(scale=scale, channels=64, blocks=12, prompt_dim=prompt_dim, context=context, energy=energy)
+        LRNetConfig(scale=scale, channels=64, blocks=blocks, prompt_dim=prompt_dim, context=context, energy=energy)
     )
 
 
 @register("lrnet_b")
-def lrnet_b(*, scale: int, prompt_dim: int = 0) -> LRNet:
+def lrnet_b(*, scale: int, prompt_dim: int = 0, blocks: int = 16) -> LRNet:
     """About 4.8M parameters: the larger size, for a GPU."""
-    return LRNet(LRNetConfig(scale=scale, channels=128, blocks=16, prompt_dim=prompt_dim))
+    return LRNet(LRNetConfig(scale=scale, channels=128, blocks=blocks, prompt_dim=prompt_dim))
 
 
 @register("lrnet_t")
-def lrnet_t(*, scale: int, prompt_dim: int = 0, context: int = 0, energy: bool = False) -> LRNet:
+def lrnet_t(*, scale: int, prompt_dim: int = 0, context: int = 0, energy: bool = False, blocks: int = 2) -> LRNet:
     """A few thousand parameters: for tests and smoke runs only."""
     return LRNet(
         LRNetConfig(
-            scale=scale, channels=8, blocks=2, t_features=4, prompt_dim=prompt_dim, context=context, energy=energy
+            scale=scale, channels=8, blocks=blocks, t_features=4, prompt_dim=prompt_dim, context=context, energy=energy
         )
     )
