@@ -51,6 +51,47 @@ def test_cli_asks_pytorch_for_huge_pages_before_importing_it():
     assert bad.returncode == 2 and "No such command" in bad.stderr
 
 
+def test_upscale_asks_for_huge_pages_only_for_large_images(tmp_path, monkeypatch):
+    """Below ``HUGEPAGES_FROM`` pixels the 2 MiB faults cost more than they save (runtime's docstring)."""
+    from PIL import Image
+
+    from snapsr.cli.upscale import largest_input
+
+    Image.new("RGB", (40, 30)).save(tmp_path / "small.png")
+    Image.new("RGB", (1200, 900)).save(tmp_path / "big.jpg")
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert largest_input([str(tmp_path / "small.png")], False) == 1200
+    assert largest_input([str(tmp_path)], False) == 1200 * 900  # a folder: its images' headers
+    assert largest_input([str(tmp_path / "*.png"), str(tmp_path / "missing.png")], False) == 1200
+    assert largest_input([str(tmp_path / "big.jpg")], False, probe=0) == 0
+    env = {k: v for k, v in os.environ.items() if k not in ("SNAPSR_NO_HUGEPAGES", runtime.VARIABLE)}
+    monkeypatch.setattr(os, "environ", env)
+    monkeypatch.setattr(runtime, "wants_hugepages", lambda *a: True)
+    monkeypatch.delitem(sys.modules, "torch")  # as if torch were not imported yet
+    assert runtime.enable_hugepages(largest_image=runtime.HUGEPAGES_FROM - 1) is False
+    assert runtime.VARIABLE not in env
+    assert runtime.enable_hugepages(largest_image=runtime.HUGEPAGES_FROM) is True and env[runtime.VARIABLE] == "1"
+
+
+def test_upscale_exits_without_teardown_and_loses_nothing(tmp_path):
+    """``snapsr upscale`` ends with ``os._exit`` (runtime.exit_quickly): its JSON summary, its error
+    lines and its status must still arrive whole, and its outputs be on disk."""
+    from PIL import Image
+
+    Image.new("RGB", (24, 16), (200, 90, 40)).save(tmp_path / "a.png")
+    (tmp_path / "b.png").write_bytes(b"not a png")
+    cmd = [sys.executable, "-m", "snapsr", "upscale", str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+    out = subprocess.run(
+        [*cmd, "-o", str(tmp_path / "out"), "--json", "--realism", "0"], capture_output=True, text=True
+    )
+    assert out.returncode == 1, out.stderr  # one input failed
+    summary = json.loads(out.stdout)
+    assert [f["status"] for f in summary["files"]] == ["written", "failed"]
+    assert (tmp_path / "out" / "a_x4.png").is_file() and "b.png" in out.stderr
+    ok = subprocess.run([*cmd[:-1], "-o", str(tmp_path / "out2"), "--quiet"], capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout == "" and (tmp_path / "out2" / "a_x4.png").is_file(), ok.stderr
+
+
 def test_auto_dtype_is_measured_once_per_machine_and_cached(tmp_path, monkeypatch):
     from snapsr.infer import device
     from snapsr.model.config import FlowConfig

@@ -1,3 +1,6 @@
+import math
+import random
+
 import torch
 
 from snapsr.infer import tiling
@@ -63,6 +66,22 @@ def test_tiles_cover_every_pixel():
             assert t.h <= max(tile, 1) or tile <= 0
             cover[t.y0 : t.y0 + t.h, t.x0 : t.x0 + t.w] += 1
         assert (cover > 0).all()
+
+
+def test_tiles_are_as_few_and_as_even_as_the_limits_allow():
+    """600x800 LR pixels in tiles of at most 597 (overlap 149): four windows of 375x475, not four of
+    597x597 (twice the work: a 3-row spill must not cost a second full tile)."""
+    got = list(tiling.tiles(600, 800, 597, 149))
+    assert {(t.h, t.w) for t in got} == {(375, 475)} and len(got) == 4
+    rng = random.Random(0)
+    for _ in range(3000):
+        tile = rng.randint(1, 300)
+        ov = rng.randint(0, tile // 2)
+        n = rng.randint(tile + 1, 3000)
+        starts, size = tiling.spans(n, tile, ov)
+        assert size <= tile and starts[0] == 0 and starts[-1] + size == n
+        assert all(size - (b - a) >= ov and b > a for a, b in zip(starts, starts[1:])), (n, tile, ov)
+        assert len(starts) == math.ceil((n - ov) / (tile - ov))  # the fewest windows that can do it
 
 
 def test_blending_of_an_exact_function_is_exact():

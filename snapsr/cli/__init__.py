@@ -13,8 +13,13 @@ from snapsr.cli import bench, degrade, evaluate, export, models, serve, train, u
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="snapsr")
-def main():
+@click.pass_context
+def main(ctx):
     """snapsr: one-step real-world image super-resolution with a fidelity-realism dial."""
+    if ctx.invoked_subcommand != "upscale":  # upscale asks from its images' sizes (runtime.HUGEPAGES_FROM)
+        from snapsr import runtime
+
+        runtime.enable_hugepages()  # before the command imports torch
 
 
 for command in (
@@ -31,8 +36,13 @@ for command in (
 
 
 def entry():
-    """The ``snapsr`` command: huge pages for large tensors (see ``runtime``), then the commands."""
+    """The ``snapsr`` command, ended without the interpreter's teardown where a command asks
+    (``runtime.exit_quickly``)."""
     from snapsr import runtime
 
-    runtime.enable_hugepages()  # before any command imports torch
-    main(prog_name="snapsr")  # under ``python -m snapsr`` click would call itself "python -m snapsr"
+    try:
+        main(prog_name="snapsr")  # under ``python -m snapsr`` click would call itself "python -m snapsr"
+    except SystemExit as e:  # click ends every command with sys.exit
+        if runtime.quick_exit_requested():
+            runtime.quick_exit(e.code)  # without torch's 0.3-0.4 s teardown (runtime.exit_quickly)
+        raise

@@ -127,18 +127,30 @@ class Tile:
 
 
 def tiles(height: int, width: int, tile: int, overlap: int) -> Iterator[Tile]:
-    """Windows of at most ``tile`` LR pixels a side, neighbours overlapping by at least ``overlap``."""
+    """Windows of at most ``tile`` LR pixels a side, neighbours overlapping by at least ``overlap``
+    (at most ``tile // 2``), as few as that allows along each side and all the same size there
+    (``spans``): 600 rows in tiles of 597 are two windows of 375, not two of 597 that compute every
+    row twice."""
     if tile <= 0 or (height <= tile and width <= tile):
         yield Tile(0, 0, height, width)
         return
-    stride = tile - min(overlap, tile // 2)
+    ys, h = spans(height, tile, min(overlap, tile // 2))
+    xs, w = spans(width, tile, min(overlap, tile // 2))
+    for y in ys:
+        for x in xs:
+            yield Tile(y, x, h, w)
 
-    def starts(n: int) -> list[int]:
-        return [0] if n <= tile else [*range(0, n - tile, stride), n - tile]
 
-    for y in starts(height):
-        for x in starts(width):
-            yield Tile(y, x, min(tile, height), min(tile, width))
+def spans(n: int, tile: int, overlap: int) -> tuple[list[int], int]:
+    """Starts and the common length of the fewest windows of at most ``tile`` that cover ``n`` with
+    neighbours overlapping by at least ``overlap`` (``< tile``), spread evenly."""
+    if n <= tile:
+        return [0], n
+    k = math.ceil((n - overlap) / (tile - overlap))  # windows needed
+    size = min(tile, math.ceil((n + (k - 1) * overlap) / k))
+    while size < tile and size - math.ceil((n - size) / (k - 1)) < overlap:  # the starts are rounded
+        size += 1
+    return [i * (n - size) // (k - 1) for i in range(k)], size
 
 
 def _ramp(n: int, inner_start: bool, inner_end: bool, feather: int) -> torch.Tensor:

@@ -123,7 +123,7 @@ class FlowSR(nn.Module):
         extra = {"prompt": self.prompt(cond)} if self.cfg.prompt else {}
         m = self.backbone.size_multiple
         ph, pw = (-H) % m, (-W) % m
-        if ph or pw:
+        if ph or pw or torch.jit.is_tracing():  # a trace (ONNX export) pads every size: its amounts stay symbolic
             pad = lambda z: F.pad(z, (0, pw, 0, ph), mode="replicate")  # noqa: E731
             x_t, cond, t = pad(x_t), pad(cond), pad(t) if t.shape[-1] > 1 else t
         if not self.cfg.precond:
