@@ -39,7 +39,7 @@ class UpscaleOptions:
     steps: int | None = None  # None: the model card's default
     sampler: str = "euler"
     tile: int = 0  # LR tile side; 0: chosen from max_memory_mb
-    tile_overlap: int = 0  # 0: automatic (a quarter of the tile, at least 16)
+    tile_overlap: int = 0  # 0: automatic (an eighth of the tile, at least 32)
     max_memory_mb: int = 1024  # working-memory budget for one tile
     colorfix: str = "none"
     # The start noise's scale (the sampling temperature of flows, Kingma & Dhariwal 2018): 1 as
