@@ -170,23 +170,15 @@ def upscale(
 def largest_input(inputs, recursive: bool, probe: int = 64) -> int:
     """The most pixels of any of the first ``probe`` images named by ``inputs`` (files, folders,
     globs), read from their headers without importing torch; unreadable files count 0."""
-    import glob
     import warnings
-    from pathlib import Path
 
     from PIL import Image
 
-    from snapsr.infer.imageio import list_files
+    from snapsr.infer.imageio import expand_input
 
-    def paths():
+    def paths():  # as infer.batch.collect expands them
         for item in inputs:
-            p = Path(item)
-            if p.is_dir():
-                yield from list_files(p, recursive=recursive)
-            elif p.is_file():
-                yield p
-            elif glob.has_magic(item):
-                yield from (Path(m) for m in sorted(glob.glob(item, recursive=recursive)))
+            yield from expand_input(item, recursive)[1]
 
     most = 0
     with warnings.catch_warnings():  # a decompression-bomb warning is for the reader to give, later

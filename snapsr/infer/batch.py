@@ -10,7 +10,6 @@ left in the output folders are removed.
 
 from __future__ import annotations
 
-import glob
 import sys
 import time
 import warnings
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from snapsr import atomic
 from snapsr.errors import first_line
-from snapsr.infer.imageio import EXTENSIONS, FORMATS, ImageReadError, list_files, read_image
+from snapsr.infer.imageio import EXTENSIONS, FORMATS, ImageReadError, expand_input, read_image
 from snapsr.infer.imagewrite import output_format, write_image, write_rows
 from snapsr.infer.realism import Realism
 
@@ -99,24 +98,15 @@ def collect(inputs: list[str], output: str | None, recursive: bool) -> tuple[lis
         jobs.append(Job(p, dst, rel))
 
     for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            files = list_files(p, recursive=recursive)
-            if not files:
-                missing.append(Outcome(item, None, "empty", "no files in this folder"))
-            for f in files:
-                add(f, p)
-        elif p.is_file():
-            add(p, None)
-        elif glob.has_magic(item):
-            matches = sorted(glob.glob(item, recursive=recursive))
-            if not matches:
-                missing.append(Outcome(item, None, "failed", "no file matches this pattern"))
-            for m in matches:
-                if Path(m).is_file():
-                    add(Path(m), None)
-        else:
+        kind, files = expand_input(item, recursive)
+        if kind == "folder" and not files:
+            missing.append(Outcome(item, None, "empty", "no files in this folder"))
+        elif kind == "unmatched":
+            missing.append(Outcome(item, None, "failed", "no file matches this pattern"))
+        elif kind == "missing":
             missing.append(Outcome(item, None, "failed", "no such file or folder"))
+        for f in files:
+            add(f, Path(item) if kind == "folder" else None)
     return jobs, missing
 
 

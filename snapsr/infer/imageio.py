@@ -12,6 +12,7 @@ images raise ``ImageReadError`` naming the file.
 
 from __future__ import annotations
 
+import glob
 import io
 import os
 import warnings
@@ -87,6 +88,21 @@ def list_files(root: str | Path, recursive: bool = True) -> list[Path]:
         # everything but folders, as os.walk lists it: a broken link or a symlink loop is reported, not skipped
         out = [p for p in root.iterdir() if not p.is_dir() and not p.name.startswith(".")]
     return sorted(out)
+
+
+def expand_input(item: str, recursive: bool) -> tuple[str, list[Path]]:
+    """What one command-line input names: ``("folder", its files)``, ``("file", [it])``, ``("pattern",
+    the files it matches)``, ``("unmatched", [])`` for a pattern that matches nothing, or ``("missing", [])``.
+    Torch-free, so ``snapsr upscale`` can look at its inputs before importing it."""
+    p = Path(item)
+    if p.is_dir():
+        return "folder", list_files(p, recursive=recursive)
+    if p.is_file():
+        return "file", [p]
+    if glob.has_magic(item):
+        matches = sorted(glob.glob(item, recursive=recursive))
+        return ("pattern" if matches else "unmatched"), [Path(m) for m in matches if Path(m).is_file()]
+    return "missing", []
 
 
 # ---------------------------------------------------------------------------
