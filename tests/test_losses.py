@@ -6,6 +6,7 @@ from snapsr.train.losses.adversarial import PatchDiscriminator, d_hinge, g_hinge
 from snapsr.train.losses.hfp import dial_order_loss, haar_bands, hfp_loss, high_band_energy
 from snapsr.train.losses.perception import PerceptionConfig, PerceptionLoss
 from snapsr.train.losses.pixel import charbonnier, dial_pixel_loss, edge_loss, phase_pattern_loss, sobel
+from snapsr.train.losses.texture import local_detail_energy, texture_energy_loss
 from tests.conftest import tiny_clip
 
 
@@ -107,6 +108,37 @@ def test_high_band_energy_and_dial_order():
     assert value > 0.5
     (g,) = torch.autograd.grad(value, lower)
     assert g.abs().sum() > 0
+
+
+def test_texture_energy_sees_where_detail_is_not_its_phase():
+    g = torch.Generator().manual_seed(0)
+    flat = torch.full((1, 3, 64, 64), 0.5)
+    grain = lambda sigma: sigma * torch.randn(1, 3, 64, 64, generator=g)  # noqa: E731
+    # white noise of RMS sigma: sigma^2 in every window at both levels above the x4 LR Nyquist
+    maps = local_detail_energy(flat + grain(0.05), scale=4, window=16)
+    assert [m.shape[-1] for m in maps] == [4, 4]
+    assert all(m.mean().item() == pytest.approx(0.05**2, rel=0.1) for m in maps)
+    # left half detailed, right half flat: the ground truth
+    hr = flat.clone()
+    hr[..., :32] += grain(0.08)[..., :32]
+    assert texture_energy_loss(hr, hr) == 0
+    other_phase = flat.clone()
+    other_phase[..., :32] += grain(0.08)[..., :32]  # the same energy where hr has it, other values
+    smooth = blur(hr, 2.0)  # detail lost on the left
+    speckled = other_phase + grain(0.04)  # grain on the flat right
+    assert texture_energy_loss(other_phase, hr) < 0.1
+    assert texture_energy_loss(smooth, hr) > 1.0 and texture_energy_loss(speckled, hr) > 1.0
+    # noise far below the floor costs next to nothing
+    assert texture_energy_loss(flat + grain(0.001), flat) < 0.02
+    x = speckled.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(texture_energy_loss(x, hr), x)
+    assert grad[..., 32:].abs().mean() > grad[..., :32].abs().mean()  # it pushes the grain off the flat half
+    with pytest.raises(ValueError, match="power of two"):
+        local_detail_energy(hr, scale=4, window=12)
+    # as a perception term: weighted per image like the others
+    p = PerceptionLoss(PerceptionConfig(w_texture=1.0))
+    assert p(speckled, hr, hr, step=0, weight=1.0) == pytest.approx(texture_energy_loss(speckled, hr).item(), rel=1e-5)
+    assert p(speckled, hr, hr, step=0, weight=0.0) == 0
 
 
 def test_hinge_losses_and_discriminator():

@@ -63,7 +63,8 @@ def test_upscale_asks_for_huge_pages_only_for_large_images(tmp_path, monkeypatch
     assert largest_input([str(tmp_path / "small.png")], False) == 1200
     assert largest_input([str(tmp_path)], False) == 1200 * 900  # a folder: its images' headers
     assert largest_input([str(tmp_path / "*.png"), str(tmp_path / "missing.png")], False) == 1200
-    assert largest_input([str(tmp_path / "big.jpg")], False, probe=0) == 0
+    assert largest_input([str(tmp_path / "big.jpg")], False, probe=1) == 1200 * 900
+    assert largest_input([str(tmp_path / "big.jpg")], False, probe=0) is None  # more files than probed: unknown
     env = {k: v for k, v in os.environ.items() if k not in ("SNAPSR_NO_HUGEPAGES", runtime.VARIABLE)}
     monkeypatch.setattr(os, "environ", env)
     monkeypatch.setattr(runtime, "wants_hugepages", lambda *a: True)
@@ -71,6 +72,48 @@ def test_upscale_asks_for_huge_pages_only_for_large_images(tmp_path, monkeypatch
     assert runtime.enable_hugepages(largest_image=runtime.HUGEPAGES_FROM - 1) is False
     assert runtime.VARIABLE not in env
     assert runtime.enable_hugepages(largest_image=runtime.HUGEPAGES_FROM) is True and env[runtime.VARIABLE] == "1"
+    # upscale's choice: huge pages from HUGEPAGES_FROM pixels or an unknown size, freed blocks kept below
+    calls = []
+    monkeypatch.setattr(runtime, "enable_hugepages", lambda: calls.append("hugepages") or True)
+    monkeypatch.setattr(runtime, "keep_freed_blocks", lambda: calls.append("heap") or True)
+    sizes = (runtime.HUGEPAGES_FROM - 1, runtime.HUGEPAGES_FROM, None)
+    assert [runtime.tune_memory(n) for n in sizes] == ["heap", "hugepages", "hugepages"] and calls == [
+        "heap",
+        "hugepages",
+        "hugepages",
+    ]
+
+
+KEEP = """
+import ctypes, sys
+from snapsr import runtime
+print(runtime.keep_freed_blocks())
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+def faults():
+    return int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[7])  # minflt
+p = libc.malloc(64 << 20); ctypes.memset(p, 1, 64 << 20); libc.free(p)
+before = faults()
+p = libc.malloc(64 << 20); ctypes.memset(p, 1, 64 << 20); libc.free(p)
+print(faults() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+def test_keep_freed_blocks_reuses_memory_already_faulted_in():
+    """A freed 64 MiB block comes back without 16k new page faults once glibc keeps it in the heap."""
+    import platform
+
+    runs = {}
+    for name, extra in (("on", {}), ("off", {"SNAPSR_NO_HEAP_REUSE": "1"})):
+        out = subprocess.run([sys.executable, "-c", KEEP], env={**os.environ, **extra}, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        runs[name] = out.stdout.split()
+    glibc = platform.libc_ver()[0] == "glibc"
+    assert runs["on"][0] == str(glibc) and runs["off"][0] == "False"
+    if glibc:
+        assert int(runs["on"][1]) < 1000 < int(runs["off"][1])  # 64 MiB is 16,384 pages of 4 KiB
 
 
 def test_upscale_exits_without_teardown_and_loses_nothing(tmp_path):

@@ -103,7 +103,7 @@ def upscale(
     """
     from snapsr import runtime
 
-    runtime.enable_hugepages(largest_image=largest_input(inputs, recursive))  # before torch is imported
+    runtime.tune_memory(largest_input(inputs, recursive))  # huge pages or heap reuse, before torch is imported
     runtime.exit_quickly()  # outputs are atomic and nothing here needs a clean shutdown
 
     from snapsr.infer import batch
@@ -167,9 +167,10 @@ def upscale(
         sys.exit(1)
 
 
-def largest_input(inputs, recursive: bool, probe: int = 64) -> int:
-    """The most pixels of any of the first ``probe`` images named by ``inputs`` (files, folders,
-    globs), read from their headers without importing torch; unreadable files count 0."""
+def largest_input(inputs, recursive: bool, probe: int = 64) -> int | None:
+    """The most pixels of any image named by ``inputs`` (files, folders, globs), read from their
+    headers without importing torch; unreadable files count 0; None when there are more than
+    ``probe`` files (the size of the job is not known)."""
     import warnings
 
     from PIL import Image
@@ -186,7 +187,7 @@ def largest_input(inputs, recursive: bool, probe: int = 64) -> int:
         try:
             for i, p in enumerate(paths()):
                 if i >= probe:
-                    break
+                    return None
                 try:
                     with Image.open(p) as im:
                         most = max(most, im.width * im.height)

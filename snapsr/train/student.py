@@ -120,7 +120,7 @@ class StudentTerms(nn.Module):
     def __init__(self, student: FlowSR, r: rcod.RCODConfig, p: PerceptionConfig):
         super().__init__()
         self.student, self.r = student, r
-        self.perception = PerceptionLoss(p) if p.active else None
+        self.perception = PerceptionLoss(p, student.cfg.scale) if p.active else None
         self.step = 0
         self._last = None  # (fake, hr, cond) for the critic
 

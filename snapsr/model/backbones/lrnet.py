@@ -80,11 +80,14 @@ class FiLMBlock(nn.Module):
     def _per_pixel_inference(self, z: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         """The block with a dial value per pixel (a realism map, ``auto``), in four passes instead of
         seven: FiLM's ``1 +`` folded into its bias, the modulation one ``addcmul``, the SiLU in place,
-        and conv2 with the residual sum fused (the same function up to float rounding)."""
+        and conv2 with the residual sum fused (the same function up to float rounding). Gain and
+        shift come from two convolutions, not one of twice the width: for a 512x384 tile in bf16 one
+        output of 128 channels is 50 MB, over glibc's largest mmap threshold (32 MiB), so each block
+        faulted it in afresh; two of 25 MB reuse the heap (a 512x384 upscale at auto, 12 blocks, 2-core
+        AMD EPYC: 1.46 -> 1.31 s in-process, medians of 6 alternating runs)."""
         d, C = z.dtype, z.shape[1]
-        bias = self.film.bias + torch.cat([torch.ones_like(self.film.bias[:C]), torch.zeros_like(self.film.bias[C:])])
-        film = F.conv2d(emb.to(d), self.film.weight.to(d), bias.to(d))
-        gain, shift = film[:, :C], film[:, C:]
+        w, b, e = self.film.weight.to(d), self.film.bias.to(d), emb.to(d)
+        gain, shift = F.conv2d(e, w[:C], b[:C] + 1), F.conv2d(e, w[C:], b[C:])
         h = torch.addcmul(shift, F.conv2d(z, self.conv1.weight.to(d), self.conv1.bias.to(d), padding=1), gain)
         F.silu(h, inplace=True)
         one, w2, b2 = [1, 1], self.conv2.weight.to(d), self.conv2.bias.to(d)

@@ -15,12 +15,17 @@ import torch.nn as nn
 from snapsr.train.losses.adversarial import PatchDiscriminator, d_hinge, g_hinge
 from snapsr.train.losses.hfp import hfp_loss
 from snapsr.train.losses.semantic import SemanticEncoder, semantic_loss  # torch only; transformers loads lazily
+from snapsr.train.losses.texture import texture_energy_loss
 
 
 @dataclass(frozen=True)
 class PerceptionConfig:
     w_hfp: float = 0.0  # High-Frequency Perception loss
     hfp_levels: int = 2
+    # Detail energy per window against the ground truth's (losses.texture): no grain where the photo
+    # is flat, as much detail as it has where it is not.
+    w_texture: float = 0.0
+    texture_window: int = 16
     w_semantic: float = 0.0  # Explicit Semantic Supervision
     clip_path: str = ""  # local CLIP folder (config.json + model.safetensors)
     w_lpips: float = 0.0
@@ -33,13 +38,13 @@ class PerceptionConfig:
 
     @property
     def active(self) -> bool:
-        return any(w > 0 for w in (self.w_hfp, self.w_semantic, self.w_lpips, self.w_adv))
+        return any(w > 0 for w in (self.w_hfp, self.w_texture, self.w_semantic, self.w_lpips, self.w_adv))
 
 
 class PerceptionLoss(nn.Module):
-    def __init__(self, cfg: PerceptionConfig):
+    def __init__(self, cfg: PerceptionConfig, scale: int = 4):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.scale = cfg, scale
         self.semantic = self.lpips = self.critic = None
         if cfg.w_semantic > 0:
             self.semantic = SemanticEncoder.from_path(cfg.clip_path)
@@ -74,6 +79,8 @@ class PerceptionLoss(nn.Module):
         total = sr.new_zeros((), dtype=torch.float32)
         if c.w_hfp > 0:
             total = total + c.w_hfp * hfp_loss(sr, hr, levels=c.hfp_levels)
+        if c.w_texture > 0:
+            total = total + c.w_texture * texture_energy_loss(sr, hr, scale=self.scale, window=c.texture_window)
         if self.semantic is not None:
             total = total + c.w_semantic * semantic_loss(self.semantic, sr, hr)
         if self.lpips is not None:
