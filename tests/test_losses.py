@@ -139,6 +139,14 @@ def test_texture_energy_sees_where_detail_is_not_its_phase():
     p = PerceptionLoss(PerceptionConfig(w_texture=1.0))
     assert p(speckled, hr, hr, step=0, weight=1.0) == pytest.approx(texture_energy_loss(speckled, hr).item(), rel=1e-5)
     assert p(speckled, hr, hr, step=0, weight=0.0) == 0
+    # from a dial value on: 0 up to it, then rising to full weight at realism 1, per image
+    two, hr2 = torch.cat([speckled, speckled]), torch.cat([hr, hr])
+    ramp = PerceptionLoss(PerceptionConfig(w_texture=1.0, texture_from=0.5))
+    one = texture_energy_loss(speckled, hr).item()
+    assert ramp(two, hr2, hr2, step=0, weight=torch.tensor([0.5, 0.5])) == 0
+    assert ramp(two, hr2, hr2, step=0, weight=torch.tensor([1.0, 0.75])).item() == pytest.approx(0.75 * one, rel=1e-5)
+    with pytest.raises(ValueError, match="texture_from"):
+        PerceptionConfig(w_texture=1.0, texture_from=1.0)
 
 
 def test_hinge_losses_and_discriminator():

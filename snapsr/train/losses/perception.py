@@ -26,6 +26,10 @@ class PerceptionConfig:
     # is flat, as much detail as it has where it is not.
     w_texture: float = 0.0
     texture_window: int = 16
+    # Its weight per image rises from 0 at this dial value to 1 at realism 1 instead of with t
+    # (0: with t, like the other terms): stage 20's term weighted by t made the middle of the dial
+    # keep heavy noise as detail (campaign/README.md, session 21).
+    texture_from: float = 0.0
     w_semantic: float = 0.0  # Explicit Semantic Supervision
     clip_path: str = ""  # local CLIP folder (config.json + model.safetensors)
     w_lpips: float = 0.0
@@ -35,6 +39,10 @@ class PerceptionConfig:
     adv_ramp: int = 500  # then its weight rises linearly over this many steps
     d_lr: float = 1e-4
     d_channels: int = 64
+
+    def __post_init__(self):
+        if not 0.0 <= self.texture_from < 1.0:
+            raise ValueError(f"perception.texture_from must be in [0, 1), got {self.texture_from}")
 
     @property
     def active(self) -> bool:
@@ -71,24 +79,30 @@ class PerceptionLoss(nn.Module):
         w = torch.as_tensor(weight, dtype=torch.float32, device=sr.device)
         if w.ndim == 0:
             w = w.expand(sr.shape[0])
+        total = sr.new_zeros((), dtype=torch.float32)
+        if c.w_texture > 0 and c.texture_from > 0:  # its own ramp, per image, over the whole batch
+            ramp = ((w - c.texture_from) / (1 - c.texture_from)).clamp(0, 1)
+            if (ramp > 0).any():
+                per = texture_energy_loss(sr, hr, scale=self.scale, window=c.texture_window, per_image=True)
+                total = total + c.w_texture * (ramp * per).mean()
         keep = w > 0
         if not keep.any():
-            return sr.new_zeros((), dtype=torch.float32)
+            return total
         # Terms are means over the images that get a weight; the mean weight scales them.
         sr, hr, cond, scale = sr[keep], hr[keep], cond[keep], w[keep].mean() * keep.float().mean()
-        total = sr.new_zeros((), dtype=torch.float32)
+        rest = sr.new_zeros((), dtype=torch.float32)
         if c.w_hfp > 0:
-            total = total + c.w_hfp * hfp_loss(sr, hr, levels=c.hfp_levels)
-        if c.w_texture > 0:
-            total = total + c.w_texture * texture_energy_loss(sr, hr, scale=self.scale, window=c.texture_window)
+            rest = rest + c.w_hfp * hfp_loss(sr, hr, levels=c.hfp_levels)
+        if c.w_texture > 0 and c.texture_from == 0:
+            rest = rest + c.w_texture * texture_energy_loss(sr, hr, scale=self.scale, window=c.texture_window)
         if self.semantic is not None:
-            total = total + c.w_semantic * semantic_loss(self.semantic, sr, hr)
+            rest = rest + c.w_semantic * semantic_loss(self.semantic, sr, hr)
         if self.lpips is not None:
-            total = total + c.w_lpips * self.lpips(sr.float(), hr.float()).mean()
+            rest = rest + c.w_lpips * self.lpips(sr.float(), hr.float()).mean()
         a = self.adv_weight(step)
         if self.critic is not None and a > 0:
-            total = total + a * g_hinge(self.critic(sr, cond))
-        return scale * total
+            rest = rest + a * g_hinge(self.critic(sr, cond))
+        return total + scale * rest
 
     def critic_loss(self, fake: torch.Tensor, hr: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """The discriminator's hinge loss on a detached fake batch and the real one."""

@@ -37,11 +37,19 @@ def local_detail_energy(x: torch.Tensor, *, scale: int = 4, window: int = 16) ->
 
 
 def texture_energy_loss(
-    sr: torch.Tensor, hr: torch.Tensor, *, scale: int = 4, window: int = 16, floor: float = 1e-4
+    sr: torch.Tensor,
+    hr: torch.Tensor,
+    *,
+    scale: int = 4,
+    window: int = 16,
+    floor: float = 1e-4,
+    per_image: bool = False,
 ) -> torch.Tensor:
     """Mean over windows and levels of ``|log(E_sr + floor) - log(E_hr + floor)|``: 0 when every
-    window's detail energy matches, the same cost for twice as much as for half as much."""
+    window's detail energy matches, the same cost for twice as much as for half as much.
+    ``per_image``: one value per image ``(B,)``."""
     e_sr = local_detail_energy(sr, scale=scale, window=window)
     e_hr = local_detail_energy(hr, scale=scale, window=window)
-    gaps = [(torch.log(a + floor) - torch.log(b + floor)).abs().mean() for a, b in zip(e_sr, e_hr)]
-    return torch.stack(gaps).mean()
+    gaps = [(torch.log(a + floor) - torch.log(b + floor)).abs().flatten(1).mean(1) for a, b in zip(e_sr, e_hr)]
+    per = torch.stack(gaps).mean(0)
+    return per if per_image else per.mean()
