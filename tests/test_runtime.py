@@ -113,7 +113,9 @@ def test_keep_freed_blocks_reuses_memory_already_faulted_in():
     glibc = platform.libc_ver()[0] == "glibc"
     assert runs["on"][0] == str(glibc) and runs["off"][0] == "False"
     if glibc:
-        assert int(runs["on"][1]) < 1000 < int(runs["off"][1])  # 64 MiB is 16,384 pages of 4 KiB
+        assert int(runs["on"][1]) < 1000  # 64 MiB is 16,384 pages of 4 KiB
+        if runtime.thp_mode() != "always":  # (where the kernel maps 2 MiB pages anyway, 32 faults)
+            assert int(runs["off"][1]) > 1000
 
 
 def test_upscale_exits_without_teardown_and_loses_nothing(tmp_path):
