@@ -66,12 +66,10 @@ def wants_hugepages(env: dict, platform: str, thp: str | None) -> bool:
     return platform.startswith("linux") and thp == "madvise"
 
 
-def enable_hugepages(largest_image: int | None = None) -> bool:
-    """Ask PyTorch's CPU allocator for huge pages, where it helps; call before torch is imported
-    (its allocator reads the variable once). ``largest_image``: the pixels of the job's largest
-    input, where known; below ``HUGEPAGES_FROM`` they cost more than they save. Returns whether it was set."""
-    if largest_image is not None and largest_image < HUGEPAGES_FROM:
-        return False
+def enable_hugepages() -> bool:
+    """Ask PyTorch's CPU allocator for huge pages, where the kernel would give them; call before
+    torch is imported (its allocator reads the variable once). Whether a job is large enough for
+    them to pay is ``tune_memory``'s choice. Returns whether it was set."""
     if "torch" in sys.modules or not wants_hugepages(dict(os.environ), sys.platform, thp_mode()):
         return False
     os.environ[VARIABLE] = "1"

@@ -69,9 +69,10 @@ def test_upscale_asks_for_huge_pages_only_for_large_images(tmp_path, monkeypatch
     monkeypatch.setattr(os, "environ", env)
     monkeypatch.setattr(runtime, "wants_hugepages", lambda *a: True)
     monkeypatch.delitem(sys.modules, "torch")  # as if torch were not imported yet
-    assert runtime.enable_hugepages(largest_image=runtime.HUGEPAGES_FROM - 1) is False
+    monkeypatch.setattr(runtime, "keep_freed_blocks", lambda: True)
+    assert runtime.tune_memory(runtime.HUGEPAGES_FROM - 1) == "heap"
     assert runtime.VARIABLE not in env
-    assert runtime.enable_hugepages(largest_image=runtime.HUGEPAGES_FROM) is True and env[runtime.VARIABLE] == "1"
+    assert runtime.tune_memory(runtime.HUGEPAGES_FROM) == "hugepages" and env[runtime.VARIABLE] == "1"
     # upscale's choice: huge pages from HUGEPAGES_FROM pixels or an unknown size, freed blocks kept below
     calls = []
     monkeypatch.setattr(runtime, "enable_hugepages", lambda: calls.append("hugepages") or True)
