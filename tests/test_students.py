@@ -121,6 +121,84 @@ def test_estimator_targets_at_the_ends_of_auto_range():
         rcod.EstimatorRunConfig(targets="middle")
 
 
+class _GrainStudent:
+    """A stand-in with FlowSR's start and one_step: its output is ``cond`` plus a checkerboard of
+    amplitude ``t`` (dial 1: RMS 1 in every Haar detail band at the finest level)."""
+
+    class cfg:
+        scale = 4
+
+    def start(self, cond, eps):
+        return cond
+
+    def one_step(self, x_0, t, cond):
+        i, j = torch.meshgrid(torch.arange(cond.shape[-2]), torch.arange(cond.shape[-1]), indexing="ij")
+        return cond + 0.2 * t * ((i + j) % 2 * 2 - 1).to(cond)
+
+
+def test_matched_dial_finds_the_dial_whose_detail_matches_the_ground_truth():
+    """Targets "matched": per estimator cell, the dial at which the student's output is as detailed as
+    the ground truth there: the faithful end where the ground truth is flat, the top where it is
+    more detailed than the output ever gets, the crossing (to within the grid's linear step) between."""
+    st, H = _GrainStudent(), 64
+    cond = torch.full((1, 3, H, 3 * 16), 0.5)
+    hr = cond.clone()
+    i, j = torch.meshgrid(torch.arange(H), torch.arange(16), indexing="ij")
+    checker = ((i + j) % 2 * 2 - 1).float()
+    hr[..., :, 16:32] += 0.2 * 0.5 * checker  # the output's detail at dial 0.5
+    hr[..., :, 32:48] += 0.2 * 2.0 * checker  # more than the output has even at dial 1
+    dials = [0.0, 0.25, 0.5, 0.75, 1.0]
+    t = rcod.matched_dial(st, cond, torch.zeros_like(cond), hr, dials)
+    assert t.shape == (1, 1, H // 16, 3)
+    assert torch.all(t[..., 0] == 0.0) and torch.all(t[..., 2] == 1.0)
+    assert torch.allclose(t[..., 1], torch.full_like(t[..., 1], 0.5), atol=1e-4)
+    # off the grid: the match at 0.6 falls between 0.5 and 0.75, found to within that step
+    hr[..., :, 16:32] = 0.5 + 0.2 * 0.6 * checker
+    t = rcod.matched_dial(st, cond, torch.zeros_like(cond), hr, dials)
+    assert torch.all((t[..., 1] > 0.5) & (t[..., 1] < 0.75))
+
+
+def test_estimator_recipe_with_matched_targets(tmp_path, photo_dir):
+    """The matched targets train the level head alone on a prompt model, and the card says how."""
+    from snapsr.train import recipes
+
+    init = tmp_path / "student.safetensors"
+    base = make_student(
+        perturbed(FlowConfig(scale=4, backbone="lrnet_t", encoder_input="energy"), 5),
+        RCODConfig(prompt=True, estimator=True),
+    )
+    weights.save(init, base, weights.flow_card(base.cfg, kind="student", default_steps=1))
+    cfg = rcod.EstimatorRunConfig(
+        init=str(init), data=tiny_data(photo_dir), train=tiny_train(tmp_path / "run", steps=2),
+        rcod=RCODConfig(groups=2, estimator=True, space="relative"), auto_range=(0.0, 0.8),
+        targets="matched", matched_dials=3,
+    )  # fmt: skip
+    recipes.get("estimator").train(cfg)
+    out = tmp_path / "run" / "ema.safetensors"
+    before, after = base.state_dict(), weights.load_flow(out)[0].state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith("encoder.level.") for k in moved)
+    card = weights.read_card(out)["rcod"]
+    assert card["auto_targets"] == "matched" and card["matched_dials"] == 3 and card["boundaries_psnr"] == []
+    # a level head of 3x3 convolutions, new on this model: the rest of the network and encoder kept
+    recipes.get("estimator").train(
+        dataclasses.replace(cfg, estimator_head=2, train=tiny_train(tmp_path / "r2", steps=2))
+    )
+    grown = weights.load_flow(tmp_path / "r2" / "ema.safetensors")[0]
+    assert grown.cfg.estimator_head == 2 and isinstance(grown.encoder.level, torch.nn.Sequential)
+    after = grown.state_dict()
+    kept = [k for k in before if not k.startswith("encoder.level.")]
+    assert all(torch.equal(before[k], after[k]) for k in kept)
+    assert {k for k in after if k.startswith("encoder.level.")} == {
+        f"encoder.level.{i}.{p}" for i in (0, 2, 4) for p in ("weight", "bias")
+    }
+    lr = torch.rand(1, 3, 24, 32)
+    level = grown.realism_map(grown.condition(lr))
+    assert level.shape == (1, 1, 96, 128) and 0 <= level.min() and level.max() <= 1
+    with pytest.raises(ValueError, match="matched_dials"):
+        dataclasses.replace(cfg, matched_dials=1)
+
+
 def test_estimator_recipe_on_a_prompt_model_moves_only_the_level_head(tmp_path, photo_dir):
     """The prompt tokens read the estimator's encoder: retraining the estimator keeps them (and every
     output at a fixed dial value), moving only the level head."""

@@ -57,11 +57,17 @@ def _auto(card: dict) -> str:
     from snapsr.train.rcod import target_span
 
     rcod = card.get("rcod") or {}
+    smooth = flow.get("estimator_smooth", 0)
+    smoothed = f", its map smoothed over {smooth} cells of 4 LR pixels" if smooth > 1 else ""
+    if rcod.get("auto_targets") == "matched":
+        lo, hi = rcod.get("auto_range", (0.0, 1.0))
+        return (
+            f"the estimator sets the dial per region, from {lo:.2g} where the output would be more detailed "
+            f"than the photo (flat, noisy areas) up to {hi:.2g} where it would be less (texture){smoothed}"
+        )
     groups = max(2, rcod.get("groups", 4))
     # the first and the last group's targets: the centres of the span's first and last slices
     a, b = target_span(rcod.get("auto_range", (0.0, 1.0)), groups, rcod.get("auto_targets", "centres"))
     half = (b - a) / (2 * groups)
     lo, hi = a + half, b - half
-    smooth = flow.get("estimator_smooth", 0)
-    text = f"the estimator sets the dial per region, about {lo:.2g} (clean input) to {hi:.2g} (most degraded)"
-    return text + (f", its map smoothed over {smooth} cells of 4 LR pixels" if smooth > 1 else "")
+    return f"the estimator sets the dial per region, about {lo:.2g} (clean input) to {hi:.2g} (most degraded){smoothed}"

@@ -38,6 +38,9 @@ class FlowConfig:
     # (4 LR pixels each), run twice; 0 for none. Degradation varies slowly across a photo, so a
     # thin structure the estimator reads as noisy (a clean horizon) must not get its own dial.
     estimator_smooth: int = 0
+    # The estimator's level head: 0 a linear read of the encoder's features, n > 0 n 3x3 convolutions
+    # first (``PromptConfig.level_convs``)
+    estimator_head: int = 0
 
     def __post_init__(self):
         # Bounds that keep a hostile or damaged weights card from building a huge model.
@@ -48,6 +51,7 @@ class FlowConfig:
             ("prompt_tokens", 1 <= self.prompt_tokens <= 256, "in [1, 256]"),
             ("prompt_dim", 1 <= self.prompt_dim <= 1024, "in [1, 1024]"),
             ("estimator_smooth", 0 <= self.estimator_smooth <= 64, "in [0, 64]"),
+            ("estimator_head", 0 <= self.estimator_head <= 4, "in [0, 4]"),
         )
         for name, ok, what in checks:
             if not ok:

@@ -39,7 +39,13 @@ class FlowSR(nn.Module):
             raise ValueError(f"backbone {cfg.backbone} predicts the image itself: set flow.precond = false")
         self.encoder = (
             DegradationEncoder(
-                PromptConfig(tokens=cfg.prompt_tokens, dim=cfg.prompt_dim, input=cfg.encoder_input), cfg.scale
+                PromptConfig(
+                    tokens=cfg.prompt_tokens,
+                    dim=cfg.prompt_dim,
+                    input=cfg.encoder_input,
+                    level_convs=cfg.estimator_head,
+                ),
+                cfg.scale,
             )
             if cfg.prompt or cfg.estimator
             else None

@@ -225,7 +225,14 @@ class EstimatorRunConfig:
     # Where the groups' targets sit in auto_range: "centres" of equal slices (4 groups over [0, 0.5]:
     # 0.0625 ... 0.4375, so a clean photo still gets some realism), or "ends": the least degraded
     # group at lo and the most degraded at hi, the others evenly between (0, 1/3, 2/3, 1 of the range).
+    # "matched": no groups; per estimator cell, the dial value in auto_range at which the student's own
+    # output carries as much fine detail as the ground truth there (``matched_dial``), so a noisy flat
+    # sky gets lo (the most degraded input, yet nothing to invent) and blurred grass the most.
     targets: str = "centres"
+    matched_dials: int = 5  # "matched": the dial values tried per pair, evenly over auto_range
+    # flow.estimator_head of the retrained estimator: 0 a linear level head, n > 0 n 3x3 convolutions
+    # first; a head of another shape than init's starts afresh
+    estimator_head: int = 0
     rcod: RCODConfig = field(default_factory=lambda: RCODConfig(groups=4, estimator=True, space="relative"))
     # The run's pairs: the estimator learns what it will be shown, clean to heavily degraded.
     degrade: DegradeConfig = field(default_factory=lambda: DegradeConfig(clean_share=0.25, light_share=0.25))
@@ -242,30 +249,73 @@ class EstimatorRunConfig:
         lo, hi = self.auto_range
         if not 0.0 <= lo < hi <= 1.0:
             raise ValueError(f"auto_range must be two dial values 0 <= lo < hi <= 1, got {self.auto_range}")
-        if self.targets not in ("centres", "ends"):
-            raise ValueError(f"targets must be 'centres' or 'ends', got {self.targets!r}")
+        if self.targets not in TARGETS:
+            raise ValueError(f"targets must be one of {', '.join(TARGETS)}; got {self.targets!r}")
+        if self.matched_dials < 2:
+            raise ValueError(f"matched_dials must be at least 2, got {self.matched_dials}")
+
+
+TARGETS = ("centres", "ends", "matched")
 
 
 def target_span(auto_range: tuple[float, float], groups: int, targets: str) -> tuple[float, float]:
     """The span whose equal slices' centres are the groups' targets: ``auto_range`` itself for
     "centres"; for "ends", widened so that the first centre is ``lo`` and the last ``hi``."""
     lo, hi = auto_range
-    if targets == "centres":
+    if targets in ("centres", "matched"):
         return lo, hi
     span = (hi - lo) * groups / (groups - 1)
     return lo - span / (2 * groups), lo - span / (2 * groups) + span
 
 
-class EstimatorLoss(nn.Module):
-    """The estimator term alone: each pair's group centre, predicted per region from the LR."""
+@torch.no_grad()
+def matched_dial(
+    student: FlowSR, cond: torch.Tensor, eps: torch.Tensor, hr: torch.Tensor, dials: list[float], *, floor: float = 1e-4
+) -> torch.Tensor:
+    """Per estimator cell (4 LR pixels square), the dial value at which ``student``'s one-step output
+    from ``x_0 = start(cond, eps)`` carries as much detail above the LR Nyquist frequency as ``hr``
+    there (``texture.local_detail_energy``, the mean over its levels of the log-energy gap, ``floor``
+    as in the detail-energy term): linear between the two of ``dials`` (ascending) that the match
+    falls between; the first where even that output is more detailed than ``hr``, the last where even
+    that one is less. ``(B, 1, h, w)``, the estimator level's own grid."""
+    from snapsr.train.losses.texture import local_detail_energy
 
-    def __init__(self, student: FlowSR, dial):
+    scale = student.cfg.scale
+    window = 4 * scale
+    e_hr = local_detail_energy(hr, scale=scale, window=window)
+    x_0 = student.start(cond, eps)
+    gaps = []
+    for d in dials:
+        out = student.one_step(x_0, float(d), cond).float()
+        e = local_detail_energy(out, scale=scale, window=window)
+        gaps.append(torch.stack([torch.log(a + floor) - torch.log(b + floor) for a, b in zip(e, e_hr)]).mean(0))
+    g = torch.stack(gaps)  # (K, B, 1, h, w): < 0 where the output has less detail than the ground truth
+    d = torch.tensor(dials, dtype=g.dtype, device=g.device)
+    above = g >= 0
+    k = above.to(torch.uint8).argmax(0).clamp_min(1)  # the first dial at or above the match (if any)
+    g0, g1 = g.gather(0, (k - 1)[None])[0], g.gather(0, k[None])[0]
+    between = d[k - 1] + (d[k] - d[k - 1]) * (-g0 / (g1 - g0).clamp_min(1e-6)).clamp(0, 1)
+    return torch.where(above[0], d[0], torch.where(above.any(0), between, d[-1]))
+
+
+class EstimatorLoss(nn.Module):
+    """The estimator term alone: each pair's group centre, or with ``dials`` each cell's matched dial
+    (``matched_dial``), predicted per region from the LR."""
+
+    def __init__(self, student: FlowSR, dial, dials: list[float] | None = None):
         super().__init__()
-        self.student, self.dial = student, dial
+        self.student, self.dial, self.dials = student, dial, dials
 
     def forward(self, lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        _, centre = self.dial(lr, hr, generator)
-        return estimator_loss(self.student.encoder(self.student.condition(lr))[1], centre)
+        st = self.student
+        cond = st.condition(lr)
+        level = st.encoder(cond)[1]
+        if self.dials is None:
+            return estimator_loss(level, self.dial(lr, hr, generator)[1])
+        eps = torch.randn(hr.shape, generator=generator).to(hr)
+        target = matched_dial(st, cond, eps, hr, self.dials)
+        h, w = min(level.shape[-2], target.shape[-2]), min(level.shape[-1], target.shape[-1])  # sides not of 4 cells
+        return F.mse_loss(level[..., :h, :w].float(), target[..., :h, :w].float())
 
 
 @recipe("estimator", config=EstimatorRunConfig, summary="retrain RCOD's realism estimator of a trained student alone")
@@ -281,12 +331,22 @@ def build_estimator(cfg: EstimatorRunConfig, device: torch.device) -> Recipe:
                 f"{cfg.init}: its prompt tokens share the estimator's encoder, so only its level head can be "
                 f"retrained: it needs an estimator and encoder_input = {base.cfg.encoder_input!r}"
             )
-        st = FlowSR(base.cfg)
-        st.load_state_dict(base.state_dict())
+        st = FlowSR(dataclasses.replace(base.cfg, estimator_head=cfg.estimator_head))
+        if cfg.estimator_head == base.cfg.estimator_head:
+            st.load_state_dict(base.state_dict())
+        else:  # a new shape of level head: everything else is init's
+            kept = {k: v for k, v in base.state_dict().items() if not k.startswith("encoder.level.")}
+            missing, unexpected = st.load_state_dict(kept, strict=False)
+            if unexpected or any(not k.startswith("encoder.level.") for k in missing):
+                raise ValueError(f"{cfg.init}: cannot keep its network and encoder")
         st = st.to(device).requires_grad_(False)
         st.encoder.level.requires_grad_(True)
     else:
-        st = FlowSR(dataclasses.replace(base.cfg, estimator=True, encoder_input=cfg.encoder_input))
+        st = FlowSR(
+            dataclasses.replace(
+                base.cfg, estimator=True, encoder_input=cfg.encoder_input, estimator_head=cfg.estimator_head
+            )
+        )
         network = {k: v for k, v in base.state_dict().items() if not k.startswith("encoder.")}
         missing, unexpected = st.load_state_dict(network, strict=False)
         if unexpected or any(not k.startswith("encoder.") for k in missing):
@@ -296,8 +356,11 @@ def build_estimator(cfg: EstimatorRunConfig, device: torch.device) -> Recipe:
         st = st.to(device).requires_grad_(False)
         st.encoder.requires_grad_(True)  # the optimizer skips what has no gradient: only the estimator moves
     scale, r = st.cfg.scale, cfg.rcod
-    boundaries = calibrate(cfg, scale, r.groups, r.calib_batches)
+    matched = cfg.targets == "matched"
+    boundaries = [] if matched else calibrate(cfg, scale, r.groups, r.calib_batches)
     dial = students.DialTime(r, boundaries, *target_span(cfg.auto_range, r.groups, cfg.targets), scale)
+    lo, hi = cfg.auto_range
+    dials = [lo + (hi - lo) * k / (cfg.matched_dials - 1) for k in range(cfg.matched_dials)] if matched else None
 
     def card(step: int) -> dict:
         return weights.flow_card(
@@ -310,9 +373,10 @@ def build_estimator(cfg: EstimatorRunConfig, device: torch.device) -> Recipe:
                 "boundaries_psnr": boundaries,
                 "auto_range": list(cfg.auto_range),
                 "auto_targets": cfg.targets,
+                **({"matched_dials": cfg.matched_dials} if matched else {}),
             },
             **run_card(cfg, step),
             default_steps=1,
         )
 
-    return Recipe(model=st, loss=EstimatorLoss(st, dial), predictors={}, card=card, scale=scale)
+    return Recipe(model=st, loss=EstimatorLoss(st, dial, dials), predictors={}, card=card, scale=scale)

@@ -25,6 +25,10 @@ class PromptConfig:
     channels: int = 32
     image_channels: int = 3
     input: str = "image"  # or "energy": local_energy(LR), 2 x image_channels
+    # The level head: 0, one 1x1 convolution of the shared features (a linear read of how degraded a
+    # region is); n > 0, n 3x3 convolutions of ``channels`` before it, for targets that are not a
+    # monotone function of the degradation (the matched dial: low on a noisy sky, high on blurred grass)
+    level_convs: int = 0
 
 
 def _box(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -82,7 +86,15 @@ class DegradationEncoder(nn.Module):
             nn.SiLU(),
         )
         self.to_tokens = nn.Linear(2 * c, cfg.dim)
-        self.level = nn.Conv2d(2 * c, 1, 1)
+        if cfg.level_convs == 0:
+            self.level = nn.Conv2d(2 * c, 1, 1)
+        else:
+            convs = [
+                m
+                for i in range(cfg.level_convs)
+                for m in (nn.Conv2d(2 * c if i == 0 else c, c, 3, padding=1), nn.SiLU())
+            ]
+            self.level = nn.Sequential(*convs, nn.Conv2d(c, 1, 1))
 
     def forward(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``cond = up(LR)`` (HR size) -> ``(tokens (B,K,D), level (B,1,h,w) in [0,1] at LR/4 size)``."""
