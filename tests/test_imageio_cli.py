@@ -225,6 +225,19 @@ def test_models_lists_cards():
     assert "backbone_args" not in text and "use:" not in text
 
 
+def test_models_says_what_auto_does_with_matched_targets():
+    from snapsr.cli.models import _auto
+
+    card = {
+        "flow": {"estimator": True, "estimator_smooth": 5},
+        "rcod": {"auto_targets": "matched", "auto_range": [0.0, 1.0]},
+    }
+    text = _auto(card)
+    assert "from 0 where the output would be more detailed than the photo" in text and "up to 1 where" in text
+    assert "smoothed over 5 cells" in text
+    assert _auto({"flow": {"estimator": False}}) == ""
+
+
 def test_end_to_end_bundled_default(tmp_path):
     example = Path(__file__).parents[1] / "snapsr" / "assets" / "example.jpg"
     res = cli("upscale", example, "-o", tmp_path, "-q")
