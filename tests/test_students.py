@@ -1,5 +1,6 @@
 import copy
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -85,6 +86,16 @@ def test_energy_input_shows_noise_and_blur_whatever_the_content():
         FlowConfig(encoder_input="pixels")
 
 
+def _train_estimator(cfg, base):
+    """Run the estimator recipe: its EMA weights file and the names of ``base``'s tensors it changed."""
+    from snapsr.train import recipes
+
+    recipes.get("estimator").train(cfg)
+    out = Path(cfg.train.out_dir) / "ema.safetensors"
+    after = weights.load_flow(out)[0].state_dict()
+    return out, {k for k, v in base.state_dict().items() if not torch.equal(v, after[k])}
+
+
 def test_estimator_recipe_moves_only_the_estimator(tmp_path, photo_dir):
     from snapsr.train import recipes
 
@@ -95,10 +106,7 @@ def test_estimator_recipe_moves_only_the_estimator(tmp_path, photo_dir):
         init=str(init), data=tiny_data(photo_dir), train=tiny_train(tmp_path / "run", steps=3),
         rcod=RCODConfig(groups=2, estimator=True, space="relative", calib_batches=2), auto_range=(0.0, 0.5),
     )  # fmt: skip
-    recipes.get("estimator").train(cfg)
-    out = tmp_path / "run" / "ema.safetensors"
-    before, after = base.state_dict(), weights.load_flow(out)[0].state_dict()
-    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    out, moved = _train_estimator(cfg, base)
     assert moved and all(k.startswith("encoder.") for k in moved)
     card = weights.read_card(out)
     assert card["init"] == str(init) and card["rcod"]["space"] == "relative" and card["steps_trained"] == 3
@@ -158,25 +166,28 @@ def test_matched_dial_finds_the_dial_whose_detail_matches_the_ground_truth():
     assert torch.all((t[..., 1] > 0.5) & (t[..., 1] < 0.75))
 
 
-def test_estimator_recipe_with_matched_targets(tmp_path, photo_dir):
-    """The matched targets train the level head alone on a prompt model, and the card says how."""
-    from snapsr.train import recipes
-
+def _prompt_student_file(tmp_path):
+    """A tiny student with RCOD's prompt and estimator saved as weights: ``(path, model)``."""
     init = tmp_path / "student.safetensors"
     base = make_student(
         perturbed(FlowConfig(scale=4, backbone="lrnet_t", encoder_input="energy"), 5),
         RCODConfig(prompt=True, estimator=True),
     )
     weights.save(init, base, weights.flow_card(base.cfg, kind="student", default_steps=1))
+    return init, base
+
+
+def test_estimator_recipe_with_matched_targets(tmp_path, photo_dir):
+    """The matched targets train the level head alone on a prompt model, and the card says how."""
+    from snapsr.train import recipes
+
+    init, base = _prompt_student_file(tmp_path)
     cfg = rcod.EstimatorRunConfig(
         init=str(init), data=tiny_data(photo_dir), train=tiny_train(tmp_path / "run", steps=2),
         rcod=RCODConfig(groups=2, estimator=True, space="relative"), auto_range=(0.0, 0.8),
         targets="matched", matched_dials=3,
     )  # fmt: skip
-    recipes.get("estimator").train(cfg)
-    out = tmp_path / "run" / "ema.safetensors"
-    before, after = base.state_dict(), weights.load_flow(out)[0].state_dict()
-    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    out, moved = _train_estimator(cfg, base)
     assert moved and all(k.startswith("encoder.level.") for k in moved)
     card = weights.read_card(out)["rcod"]
     assert card["auto_targets"] == "matched" and card["matched_dials"] == 3 and card["boundaries_psnr"] == []
@@ -187,8 +198,8 @@ def test_estimator_recipe_with_matched_targets(tmp_path, photo_dir):
     grown = weights.load_flow(tmp_path / "r2" / "ema.safetensors")[0]
     assert grown.cfg.estimator_head == 2 and isinstance(grown.encoder.level, torch.nn.Sequential)
     after = grown.state_dict()
-    kept = [k for k in before if not k.startswith("encoder.level.")]
-    assert all(torch.equal(before[k], after[k]) for k in kept)
+    kept = [k for k in base.state_dict() if not k.startswith("encoder.level.")]
+    assert all(torch.equal(base.state_dict()[k], after[k]) for k in kept)
     assert {k for k in after if k.startswith("encoder.level.")} == {
         f"encoder.level.{i}.{p}" for i in (0, 2, 4) for p in ("weight", "bias")
     }
@@ -204,19 +215,12 @@ def test_estimator_recipe_on_a_prompt_model_moves_only_the_level_head(tmp_path, 
     output at a fixed dial value), moving only the level head."""
     from snapsr.train import recipes
 
-    init = tmp_path / "student.safetensors"
-    base = make_student(
-        perturbed(FlowConfig(scale=4, backbone="lrnet_t", encoder_input="energy"), 5),
-        RCODConfig(prompt=True, estimator=True),
-    )
-    weights.save(init, base, weights.flow_card(base.cfg, kind="student", default_steps=1))
+    init, base = _prompt_student_file(tmp_path)
     cfg = rcod.EstimatorRunConfig(
         init=str(init), data=tiny_data(photo_dir), train=tiny_train(tmp_path / "run", steps=3),
         rcod=RCODConfig(groups=2, estimator=True, space="relative", calib_batches=2), auto_range=(0.0, 0.5),
     )  # fmt: skip
-    recipes.get("estimator").train(cfg)
-    before, after = base.state_dict(), weights.load_flow(tmp_path / "run" / "ema.safetensors")[0].state_dict()
-    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    _, moved = _train_estimator(cfg, base)
     assert moved and all(k.startswith("encoder.level.") for k in moved)
     with pytest.raises(ValueError, match="level head"):
         recipes.get("estimator").train(dataclasses.replace(cfg, encoder_input="image"))

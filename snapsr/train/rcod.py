@@ -260,7 +260,8 @@ TARGETS = ("centres", "ends", "matched")
 
 def target_span(auto_range: tuple[float, float], groups: int, targets: str) -> tuple[float, float]:
     """The span whose equal slices' centres are the groups' targets: ``auto_range`` itself for
-    "centres"; for "ends", widened so that the first centre is ``lo`` and the last ``hi``."""
+    "centres" (and for "matched", which has no groups: the span its dials are tried over); for
+    "ends", widened so that the first centre is ``lo`` and the last ``hi``."""
     lo, hi = auto_range
     if targets in ("centres", "matched"):
         return lo, hi
