@@ -36,6 +36,7 @@ from snapsr.train.config import DataConfig, TrainConfig
 from snapsr.train.loop import Recipe, run_card
 from snapsr.train.losses.perception import PerceptionConfig
 from snapsr.train.losses.pixel import dial_pixel_loss
+from snapsr.train.losses.texture import FLOOR, local_detail_energy, log_energy_gaps
 from snapsr.train.recipes import recipe
 
 SPACES = ("pixel", "relative", "latent")
@@ -271,7 +272,13 @@ def target_span(auto_range: tuple[float, float], groups: int, targets: str) -> t
 
 @torch.no_grad()
 def matched_dial(
-    student: FlowSR, cond: torch.Tensor, eps: torch.Tensor, hr: torch.Tensor, dials: list[float], *, floor: float = 1e-4
+    student: FlowSR,
+    cond: torch.Tensor,
+    eps: torch.Tensor,
+    hr: torch.Tensor,
+    dials: list[float],
+    *,
+    floor: float = FLOOR,
 ) -> torch.Tensor:
     """Per estimator cell (4 LR pixels square), the dial value at which ``student``'s one-step output
     from ``x_0 = start(cond, eps)`` carries as much detail above the LR Nyquist frequency as ``hr``
@@ -279,8 +286,6 @@ def matched_dial(
     as in the detail-energy term): linear between the two of ``dials`` (ascending) that the match
     falls between; the first where even that output is more detailed than ``hr``, the last where even
     that one is less. ``(B, 1, h, w)``, the estimator level's own grid."""
-    from snapsr.train.losses.texture import local_detail_energy
-
     scale = student.cfg.scale
     window = 4 * scale
     e_hr = local_detail_energy(hr, scale=scale, window=window)
@@ -289,7 +294,7 @@ def matched_dial(
     for d in dials:
         out = student.one_step(x_0, float(d), cond).float()
         e = local_detail_energy(out, scale=scale, window=window)
-        gaps.append(torch.stack([torch.log(a + floor) - torch.log(b + floor) for a, b in zip(e, e_hr)]).mean(0))
+        gaps.append(torch.stack(log_energy_gaps(e, e_hr, floor)).mean(0))
     g = torch.stack(gaps)  # (K, B, 1, h, w): < 0 where the output has less detail than the ground truth
     d = torch.tensor(dials, dtype=g.dtype, device=g.device)
     above = g >= 0
@@ -303,7 +308,7 @@ class EstimatorLoss(nn.Module):
     """The estimator term alone: each pair's group centre, or with ``dials`` each cell's matched dial
     (``matched_dial``), predicted per region from the LR."""
 
-    def __init__(self, student: FlowSR, dial, dials: list[float] | None = None):
+    def __init__(self, student: FlowSR, dial=None, dials: list[float] | None = None):
         super().__init__()
         self.student, self.dial, self.dials = student, dial, dials
 
@@ -317,6 +322,15 @@ class EstimatorLoss(nn.Module):
         target = matched_dial(st, cond, eps, hr, self.dials)
         h, w = min(level.shape[-2], target.shape[-2]), min(level.shape[-1], target.shape[-1])  # sides not of 4 cells
         return F.mse_loss(level[..., :h, :w].float(), target[..., :h, :w].float())
+
+
+def _keep_all_but(st: FlowSR, base: FlowSR, fresh: str, init: str) -> None:
+    """Load ``base``'s tensors into ``st`` except those under the prefix ``fresh`` (the part trained
+    afresh); anything else that does not fit is an error."""
+    kept = {k: v for k, v in base.state_dict().items() if not k.startswith(fresh)}
+    missing, unexpected = st.load_state_dict(kept, strict=False)
+    if unexpected or any(not k.startswith(fresh) for k in missing):
+        raise ValueError(f"{init}: cannot keep its network ({len(missing)} missing, {len(unexpected)} unexpected)")
 
 
 @recipe("estimator", config=EstimatorRunConfig, summary="retrain RCOD's realism estimator of a trained student alone")
@@ -336,10 +350,7 @@ def build_estimator(cfg: EstimatorRunConfig, device: torch.device) -> Recipe:
         if cfg.estimator_head == base.cfg.estimator_head:
             st.load_state_dict(base.state_dict())
         else:  # a new shape of level head: everything else is init's
-            kept = {k: v for k, v in base.state_dict().items() if not k.startswith("encoder.level.")}
-            missing, unexpected = st.load_state_dict(kept, strict=False)
-            if unexpected or any(not k.startswith("encoder.level.") for k in missing):
-                raise ValueError(f"{cfg.init}: cannot keep its network and encoder")
+            _keep_all_but(st, base, "encoder.level.", cfg.init)
         st = st.to(device).requires_grad_(False)
         st.encoder.level.requires_grad_(True)
     else:
@@ -348,18 +359,17 @@ def build_estimator(cfg: EstimatorRunConfig, device: torch.device) -> Recipe:
                 base.cfg, estimator=True, encoder_input=cfg.encoder_input, estimator_head=cfg.estimator_head
             )
         )
-        network = {k: v for k, v in base.state_dict().items() if not k.startswith("encoder.")}
-        missing, unexpected = st.load_state_dict(network, strict=False)
-        if unexpected or any(not k.startswith("encoder.") for k in missing):
-            raise ValueError(
-                f"{cfg.init}: cannot keep its network ({len(missing)} missing, {len(unexpected)} unexpected)"
-            )
+        _keep_all_but(st, base, "encoder.", cfg.init)
         st = st.to(device).requires_grad_(False)
         st.encoder.requires_grad_(True)  # the optimizer skips what has no gradient: only the estimator moves
     scale, r = st.cfg.scale, cfg.rcod
     matched = cfg.targets == "matched"
     boundaries = [] if matched else calibrate(cfg, scale, r.groups, r.calib_batches)
-    dial = students.DialTime(r, boundaries, *target_span(cfg.auto_range, r.groups, cfg.targets), scale)
+    dial = (
+        None
+        if matched
+        else students.DialTime(r, boundaries, *target_span(cfg.auto_range, r.groups, cfg.targets), scale)
+    )
     lo, hi = cfg.auto_range
     dials = [lo + (hi - lo) * k / (cfg.matched_dials - 1) for k in range(cfg.matched_dials)] if matched else None
 

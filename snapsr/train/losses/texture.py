@@ -36,13 +36,22 @@ def local_detail_energy(x: torch.Tensor, *, scale: int = 4, window: int = 16) ->
     return maps
 
 
+FLOOR = 1e-4  # a band RMS of 0.01 (2.5 levels of 255): detail energy a viewer does not see
+
+
+def log_energy_gaps(e_sr: list[torch.Tensor], e_hr: list[torch.Tensor], floor: float = FLOOR) -> list[torch.Tensor]:
+    """Per level of ``local_detail_energy``, ``log(E_sr + floor) - log(E_hr + floor)`` per window:
+    below 0 where the output carries less detail than the ground truth."""
+    return [torch.log(a + floor) - torch.log(b + floor) for a, b in zip(e_sr, e_hr)]
+
+
 def texture_energy_loss(
     sr: torch.Tensor,
     hr: torch.Tensor,
     *,
     scale: int = 4,
     window: int = 16,
-    floor: float = 1e-4,
+    floor: float = FLOOR,
     per_image: bool = False,
 ) -> torch.Tensor:
     """Mean over windows and levels of ``|log(E_sr + floor) - log(E_hr + floor)|``: 0 when every
@@ -50,6 +59,6 @@ def texture_energy_loss(
     ``per_image``: one value per image ``(B,)``."""
     e_sr = local_detail_energy(sr, scale=scale, window=window)
     e_hr = local_detail_energy(hr, scale=scale, window=window)
-    gaps = [(torch.log(a + floor) - torch.log(b + floor)).abs().flatten(1).mean(1) for a, b in zip(e_sr, e_hr)]
+    gaps = [g.abs().flatten(1).mean(1) for g in log_energy_gaps(e_sr, e_hr, floor)]
     per = torch.stack(gaps).mean(0)
     return per if per_image else per.mean()
