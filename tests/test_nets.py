@@ -6,6 +6,7 @@ import torch
 
 from snapsr.model import backbones
 from snapsr.model.backbones.latent import ONE_STEP_ONLY
+from snapsr.model.backbones.lrnet import DialTable
 from snapsr.model.config import FlowConfig
 from snapsr.model.flow import FlowSR
 
@@ -72,12 +73,19 @@ def test_inference_fold_matches_training_path(name):
         for p in net.parameters():
             p.add_(0.02 * torch.randn_like(p))
     x, cond = torch.randn(1, 3, 20, 24), torch.rand(1, 3, 20, 24)
-    # one t (folded into conv1), and a t per pixel (FiLM in conv1's output pass, conv2 fused with the sum)
-    for t in (torch.full((1, 1, 1, 1), 0.7), torch.rand(1, 1, 20, 24, generator=torch.Generator().manual_seed(1))):
+    # A t per LR pixel on the DialTable's grid (4x4 HR pixels each, the extremes included): exact.
+    g = torch.Generator().manual_seed(1)
+    k = torch.randint(0, DialTable.steps, (1, 1, 5, 6), generator=g)
+    k.view(-1)[:2] = torch.tensor([0, DialTable.steps - 1])
+    on_grid = (0.25 + 0.5 * k / (DialTable.steps - 1)).repeat_interleave(4, 2).repeat_interleave(4, 3)
+    # One t (folded into conv1); a t per pixel (FiLM looked up, in conv1's output pass, conv2 fused with
+    # the sum); a continuous map, moved by at most half a grid step (these random weights: 8e-5 at most).
+    cases = ((torch.full((1, 1, 1, 1), 0.7), 1e-5), (on_grid, 1e-5), (torch.rand(1, 1, 20, 24, generator=g), 3e-4))
+    for t, tol in cases:
         with torch.no_grad():
             folded = net(x, t, cond)
         unfolded = net(x, t, cond)  # grad mode: the plain FiLM path
-        assert torch.allclose(folded, unfolded.detach(), atol=1e-5 * unfolded.abs().max().item())
+        assert torch.allclose(folded, unfolded.detach(), atol=tol * unfolded.abs().max().item())
 
 
 def test_registry_errors():
