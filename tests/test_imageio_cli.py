@@ -2,6 +2,7 @@
 
 import io
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -244,3 +245,33 @@ def test_end_to_end_bundled_default(tmp_path):
     assert res.exit_code == 0, res.output
     with Image.open(tmp_path / "example_x4.jpg") as im:
         assert im.size == (1024, 640)
+
+
+@pytest.mark.parametrize("bits,channels", [(8, 3), (16, 4), (8, 1)])
+def test_png_pieces_deflated_apart_make_one_valid_stream(bits, channels):
+    """Rows deflated in pieces by the worker pool join into one zlib stream whose Adler-32 checks."""
+    rng = np.random.default_rng(bits + channels)
+    h, w = 3 * imagewrite._ROWS + 37, 45  # four pieces, the last one short
+    px = rng.random((h, w, channels), dtype=np.float32)
+    pic = imageio.Picture(px[..., :3] if channels == 4 else px, alpha=px[..., 3] if channels == 4 else None, bits=bits)
+    f = io.BytesIO()
+    imagewrite._encode(f, pic, "PNG", 95)
+    data, idat, pos = f.getvalue(), b"", 8
+    while pos < len(data):  # the IDAT chunks joined: zlib.decompress checks the header and the Adler-32
+        n = int.from_bytes(data[pos : pos + 4], "big")
+        if data[pos + 4 : pos + 8] == b"IDAT":
+            idat += data[pos + 8 : pos + 8 + n]
+        pos += 12 + n
+    assert len(zlib.decompress(idat)) == h * (1 + w * channels * bits // 8)
+    w_, h_, rows, meta = png.Reader(bytes=data).asDirect()  # a strict reader
+    got = np.array([list(r) for r in rows]).reshape(h, w, channels)
+    want = np.round(px * (2**bits - 1))
+    assert (w_, h_, meta["bitdepth"]) == (w, h, bits) and np.abs(got - want).max() == 0
+
+
+def test_adler32_combine_matches_zlib():
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 256, 300_000, dtype=np.uint8).tobytes()
+    for cut in (0, 1, 65520, 65521, 123_457, len(data)):
+        a, b = zlib.adler32(data[:cut]), zlib.adler32(data[cut:])
+        assert imagewrite._adler32_combine(a, b, len(data) - cut) == zlib.adler32(data)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections import deque
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from PIL import Image
 
 from snapsr import atomic
 from snapsr.infer.imageio import EXTENSIONS, FORMATS, Picture
+from snapsr.runtime import cpu_pool
 
 
 def output_format(fmt: str, source_format: str | None) -> str:
@@ -129,35 +132,73 @@ def _encode_rows(f, bands, width: int, height: int, like: Picture, fmt: str, qua
 
 
 def _png_stream(f, pieces, width: int, height: int, c: int, bits: int, pic: Picture) -> None:
-    """A PNG written as its rows arrive: each row with the Sub filter (made with numpy), zlib level 1.
+    """A PNG written as its rows arrive: each row with the Sub filter (made with numpy), zlib level 1,
+    each piece of rows deflated on its own by ``runtime.cpu_pool``'s workers side by side (the pieces'
+    deflate streams end on a full flush, so they join into one zlib stream, as pigz does).
 
-    Every PNG we write goes through here. On a 3 MP upscaled photo: 0.08 s and 4.18 MB, against
-    Pillow's 0.28 s and 4.04 MB at ``compress_level=1`` (most of Pillow's time is choosing a filter
-    per row; the default level 6 takes 1.5 s); OpenCV, which Real-ESRGAN's scripts use, also
-    writes level 1."""
+    Every PNG we write goes through here. On a 3 MP upscaled photo: 0.11 s and 4.14 MB in one thread
+    against Pillow's 0.28 s and 4.04 MB at ``compress_level=1`` (most of Pillow's time is choosing a
+    filter per row; the default level 6 takes 1.5 s); OpenCV, which Real-ESRGAN's scripts use, also
+    writes level 1. Two workers: 0.06 s (2-core AMD EPYC)."""
     colour = {1: 0, 2: 4, 3: 2, 4: 6}[c]
     ihdr = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bits, colour, 0, 0, 0))
     f.write(b"\x89PNG\r\n\x1a\n" + ihdr + _png_meta_chunks(pic))
     if "dpi" in pic.info:
         ppm = [max(1, round(float(d) / 0.0254)) for d in pic.info["dpi"]]
         f.write(_png_chunk(b"pHYs", struct.pack(">IIB", ppm[0], ppm[1], 1)))
-    z = zlib.compressobj(1)
-    bpp = c * bits // 8
-    rows_done = 0
+    pool = cpu_pool()
+    submit, ahead = (pool.submit, 4) if pool else (_done, 0)  # at most 4 pieces (~1.5 MB each) waiting
+    in_flight: deque[Future] = deque()
+    rows_done, adler, head = 0, 1, b"\x78\x01"  # zlib's header: deflate, 32 KiB window, fastest level
+
+    def write_next() -> None:
+        nonlocal adler, head
+        data, piece_adler, n = in_flight.popleft().result()
+        adler = _adler32_combine(adler, piece_adler, n)
+        f.write(_png_chunk(b"IDAT", head + data))
+        head = b""
+
     for _, q in pieces:
-        n = q.shape[0]
-        raw = (q.astype(">u2") if bits == 16 else q).reshape(n, -1).view(np.uint8)
-        lines = np.empty((n, raw.shape[1] + 1), np.uint8)
-        lines[:, 0] = 1  # Sub: each byte minus the same byte of the pixel to its left
-        lines[:, 1 : 1 + bpp] = raw[:, :bpp]
-        np.subtract(raw[:, bpp:], raw[:, :-bpp], out=lines[:, 1 + bpp :])
-        data = z.compress(lines.tobytes())
-        if data:
-            f.write(_png_chunk(b"IDAT", data))
-        rows_done += n
+        rows_done += q.shape[0]
+        in_flight.append(submit(_deflate_rows, q, bits, c * bits // 8))
+        if len(in_flight) > ahead:
+            write_next()
+    while in_flight:
+        write_next()
     if rows_done != height:
         raise ValueError(f"internal: {rows_done} rows written of {height}")
-    f.write(_png_chunk(b"IDAT", z.flush()) + _png_chunk(b"IEND", b""))
+    end = zlib.compressobj(1, zlib.DEFLATED, -15).flush() + struct.pack(">I", adler)  # the final, empty block
+    f.write(_png_chunk(b"IDAT", head + end) + _png_chunk(b"IEND", b""))
+
+
+def _deflate_rows(q: np.ndarray, bits: int, bpp: int) -> tuple[bytes, int, int]:
+    """Rows of pixels -> (their Sub-filtered lines as raw deflate blocks ending on a full flush, the
+    lines' Adler-32, their length in bytes)."""
+    n = q.shape[0]
+    raw = (q.astype(">u2") if bits == 16 else q).reshape(n, -1).view(np.uint8)
+    lines = np.empty((n, raw.shape[1] + 1), np.uint8)
+    lines[:, 0] = 1  # Sub: each byte minus the same byte of the pixel to its left
+    lines[:, 1 : 1 + bpp] = raw[:, :bpp]
+    np.subtract(raw[:, bpp:], raw[:, :-bpp], out=lines[:, 1 + bpp :])
+    z = zlib.compressobj(1, zlib.DEFLATED, -15)
+    return z.compress(lines) + z.flush(zlib.Z_FULL_FLUSH), zlib.adler32(lines), lines.size
+
+
+def _done(fn, *args) -> Future:
+    """``fn(*args)`` now, as a finished future (no worker pool)."""
+    out: Future = Future()
+    out.set_result(fn(*args))
+    return out
+
+
+def _adler32_combine(a: int, b: int, len_b: int) -> int:
+    """The Adler-32 of two byte strings joined, from each one's and the second's length (RFC 1950's
+    sums: the second's running sum is offset by the first's byte sum times its length)."""
+    base = 65521
+    rem = len_b % base
+    s1 = ((a & 0xFFFF) + (b & 0xFFFF) + base - 1) % base
+    s2 = (rem * (a & 0xFFFF) + (a >> 16) + (b >> 16) + base - rem) % base
+    return s1 | (s2 << 16)
 
 
 def _png_chunk(tag: bytes, body: bytes) -> bytes:

@@ -9,13 +9,12 @@ same noise whichever tile computes it, and tiled output agrees with untiled.
 from __future__ import annotations
 
 import math
-import os
-import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
+
+from snapsr.runtime import cpu_pool
 
 _M32 = 0xFFFFFFFF
 _BLOCK = 1 << 18  # values per band of position_noise on the CPU
@@ -48,32 +47,6 @@ def _hash32_inplace(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool) for the noise's bands
-_pool_lock = threading.Lock()
-
-
-def _band_pool() -> ThreadPoolExecutor | None:
-    """Workers that draw the noise's bands side by side, each on one intra-op thread: the ~25 passes
-    of a band then need no OpenMP barrier, which beside another busy process (training) waits for a
-    descheduled thread at every pass (0.36-0.59 s per 3 MP against 0.13-0.19 s so; idle 0.11 against
-    0.10). None where torch has one thread; a fresh pool in a forked child (the parent's threads are
-    not there)."""
-    global _pool
-    n = min(torch.get_num_threads(), 8)
-    if n <= 1:
-        return None
-    with _pool_lock:
-        if _pool is None or _pool[0] != os.getpid() or _pool[1] != n:
-            if _pool is not None and _pool[0] == os.getpid():
-                _pool[2].shutdown(wait=False)  # the thread count changed: its idle workers go
-            _pool = (
-                os.getpid(),
-                n,
-                ThreadPoolExecutor(n, "snapsr-noise", initializer=torch.set_num_threads, initargs=(1,)),
-            )
-        return _pool[2]
-
-
 def position_noise(
     seed: int, channels: int, y0: int, x0: int, h: int, w: int, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
@@ -94,7 +67,7 @@ def position_noise(
             n = min(rows, h - y)
             out[:, :, y : y + n] = position_noise(seed, channels, y0 + y, x0, n, w)
 
-        pool = _band_pool()
+        pool = cpu_pool()
         for _ in (pool.map if pool else map)(band, range(0, h, rows)):  # consumed: map is lazy
             pass
         return out
