@@ -64,16 +64,19 @@ def _grid(size: tuple[int, int], n: int) -> list[tuple[int, int]]:
     return [((w - 128) * i // max(n - 1, 1), (h - 128) * ((i * 3) % n) // max(n - 1, 1)) for i in range(n)]
 
 
-def _timed(cmd: list[str], repeats: int, label: str) -> float:
-    times = []
+def _timed(cmds: dict[str, list[str]], repeats: int) -> dict[str, float]:
+    """Median seconds of each command, run in turns (one of each per round) so that a slow spell of the
+    machine falls on all of them alike: the ratios are what this measures."""
+    times: dict[str, list[float]] = {label: [] for label in cmds}
     for _ in range(repeats):
-        t = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        times.append(time.perf_counter() - t)
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise RuntimeError(f"{label} failed: {tail[0].removeprefix('Error: ')}")
-    return statistics.median(times)
+        for label, cmd in cmds.items():
+            t = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            times[label].append(time.perf_counter() - t)
+            if proc.returncode != 0:
+                tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+                raise RuntimeError(f"{label} failed: {tail[0].removeprefix('Error: ')}")
+    return {label: statistics.median(ts) for label, ts in times.items()}
 
 
 def command_speed(
@@ -105,13 +108,14 @@ def command_speed(
             im.save(srcs[-1])
         snap = [sys.executable, "-m", "snapsr", "upscale", *srcs, "-o", f"{d}/out", "--overwrite", "--quiet"]
         snap += [*(["--weights", str(weights)] if weights else []), *extra_args]
-        seconds = {SNAPSR_ROW: _timed(snap, repeats, "snapsr upscale")}
+        ours = {SNAPSR_ROW: snap}
         for other in also:
-            cmd = [*snap[: snap.index("--overwrite")], "--overwrite", "--quiet", "--weights", other, *extra_args]
-            seconds[also_row(other)] = _timed(cmd, repeats, f"snapsr upscale --weights {other}")
+            ours[also_row(other)] = [*snap[: snap.index("--overwrite")], "--overwrite", "--quiet", "--weights", other]
+            ours[also_row(other)] += list(extra_args)
+        ours[TORCH_ROW] = [sys.executable, "-c", "import torch"]
+        seconds = _timed(ours, repeats)  # the import in the same rounds as our commands: their ratio
         if peer:
-            seconds[ESRGAN_ROW] = _timed([sys.executable, "-c", _ESRGAN, d, *srcs], repeats, "Real-ESRGAN x4plus")
-        seconds[TORCH_ROW] = _timed([sys.executable, "-c", "import torch"], repeats, "import torch")
+            seconds |= _timed({ESRGAN_ROW: [sys.executable, "-c", _ESRGAN, d, *srcs]}, repeats)
     return {
         "cpu": cpu_name(),
         "case": case,
@@ -131,7 +135,7 @@ def format_result(r: dict) -> str:
     s = r["seconds"]
     lines = [
         f"CPU: {r['cpu']}; {r['images']} {r['size']} photo(s) ({r['case']}); median of {r['repeats']} runs, "
-        f"each a fresh process; weights: {r['weights']}",
+        f"each a fresh process, ours and the import in turns; weights: {r['weights']}",
         "| command | seconds |",
         "|---|---:|",
         *(f"| {k} | {v:.2f} |" for k, v in s.items()),
