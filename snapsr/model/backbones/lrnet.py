@@ -82,9 +82,10 @@ class FiLMBlock(nn.Module):
         seven: FiLM's gain and shift looked up per pixel in tables over the dial's grid (``DialTable``)
         instead of two 1x1 convolutions of the embedding per pixel (one 512x384 upscale at auto,
         in-process, 2-core AMD EPYC: 1.28-1.31 -> 1.20-1.24 s), the modulation one ``addcmul`` and the
-        SiLU in conv1's output, and conv2 with the residual sum fused. Gain and shift are separate tensors, not one of twice the width: for a
-        512x384 tile in bf16 one of 128 channels is 50 MB, over glibc's largest mmap threshold
-        (32 MiB), so each block would fault it in afresh; two of 25 MB reuse the heap."""
+        SiLU in conv1's output, and conv2 with the residual sum fused. Gain and shift are separate
+        tensors, not one of twice the width: for a 512x384 tile in bf16 one of 128 channels is 50 MB,
+        over glibc's largest mmap threshold (32 MiB), so each block would fault it in afresh; two of
+        25 MB reuse the heap."""
         d, C = z.dtype, z.shape[1]
         w, b = self.film.weight.float().view(2 * C, C), self.film.bias.float()
         gain, shift = (
