@@ -226,7 +226,7 @@ def test_models_lists_cards():
     assert "backbone_args" not in text and "use:" not in text
 
 
-def test_models_says_what_auto_does_with_matched_targets():
+def test_models_says_what_auto_does_for_each_kind_of_target():
     from snapsr.cli.models import _auto
 
     card = {
@@ -237,6 +237,10 @@ def test_models_says_what_auto_does_with_matched_targets():
     assert "from 0 where the output would be more detailed than the photo" in text and "up to 1 where" in text
     assert "smoothed over 5 cells" in text
     assert _auto({"flow": {"estimator": False}}) == ""
+    groups = {"flow": {"estimator": True}, "rcod": {"groups": 4, "auto_targets": "ends", "auto_range": [0.0, 0.85]}}
+    assert "about 0 (clean input) to 0.85 (most degraded)" in _auto(groups) and "noise" not in _auto(groups)
+    groups["rcod"]["noise_weight"] = 1.0
+    assert "lower where noise outweighs the photo's detail" in _auto(groups)
 
 
 def test_end_to_end_bundled_default(tmp_path):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from snapsr.degrade import DegradeConfig
+from snapsr.degrade import DegradeConfig, degrade
 from snapsr.infer.upscaler import Upscaler
 from snapsr.model import weights
 from snapsr.model.backbones import create
@@ -208,6 +208,46 @@ def test_estimator_recipe_with_matched_targets(tmp_path, photo_dir):
     assert level.shape == (1, 1, 96, 128) and 0 <= level.min() and level.max() <= 1
     with pytest.raises(ValueError, match="matched_dials"):
         dataclasses.replace(cfg, matched_dials=1)
+
+
+def test_noise_free_twin_and_signal_fraction():
+    """``without_noise`` makes a pair's twin from the same draws (same blur, resizes, JPEG); the
+    signal fraction is near 0 where noise covers a flat photo and near 1 where detail outweighs it."""
+    g = torch.Generator().manual_seed(0)
+    flat = torch.full((4, 3, 64, 64), 0.5)
+    detail = (0.5 + 0.3 * torch.sign(torch.randn(4, 3, 64, 64, generator=g))).clamp(0, 1)
+    hr = torch.cat([flat, detail])
+    cfg = DegradeConfig(clean_share=0.25, blur=False, resize=False, jpeg=False, second_order=False)
+    lr = degrade(hr, 4, cfg, torch.Generator().manual_seed(3))
+    twin = degrade(hr, 4, cfg.without_noise(), torch.Generator().manual_seed(3))
+    noise = (lr - twin).square().mean((1, 2, 3))
+    assert torch.all(noise[:2] == 0) and torch.all(noise[2:] > 0)  # the clean share has no noise
+    f = rcod.signal_fraction(lr, twin, hr, 4)
+    assert f.shape == (8, 1, 4, 4)
+    assert f[2:4].max() < 0.05  # noise on a flat photo: nothing to restore
+    assert f[4:].min() > 0.9  # sharp detail far above the noise
+    # a model without noise: twin and pair the same, the fraction the detail alone
+    quiet = dataclasses.replace(cfg, noise_range=(0.0, 0.0), poisson_scale_range=(0.0, 0.0))
+    a, b = (degrade(hr, 4, c, torch.Generator().manual_seed(5)) for c in (quiet, quiet.without_noise()))
+    assert torch.equal(a, b)
+
+
+def test_estimator_recipe_with_noise_weighted_targets(tmp_path, photo_dir):
+    """noise_weight retrains the level head alone on pairs made again with their twins; the card says so."""
+    init, base = _prompt_student_file(tmp_path)
+    cfg = rcod.EstimatorRunConfig(
+        init=str(init), data=tiny_data(photo_dir), train=tiny_train(tmp_path / "run", steps=2),
+        rcod=RCODConfig(groups=2, estimator=True, space="relative", calib_batches=2), auto_range=(0.0, 0.8),
+        targets="ends", noise_weight=1.0,
+    )  # fmt: skip
+    out, moved = _train_estimator(cfg, base)
+    assert moved and all(k.startswith("encoder.level.") for k in moved)
+    card = weights.read_card(out)["rcod"]
+    assert card["auto_targets"] == "ends" and card["noise_weight"] == 1.0
+    with pytest.raises(ValueError, match="noise_weight"):
+        dataclasses.replace(cfg, targets="matched")
+    with pytest.raises(ValueError, match="noise_weight"):
+        dataclasses.replace(cfg, noise_weight=-1.0)
 
 
 def test_estimator_recipe_on_a_prompt_model_moves_only_the_level_head(tmp_path, photo_dir):

@@ -70,4 +70,12 @@ def _auto(card: dict) -> str:
     a, b = target_span(rcod.get("auto_range", (0.0, 1.0)), groups, rcod.get("auto_targets", "centres"))
     half = (b - a) / (2 * groups)
     lo, hi = a + half, b - half
-    return f"the estimator sets the dial per region, about {lo:.2g} (clean input) to {hi:.2g} (most degraded){smoothed}"
+    noisy = (
+        ", lower where noise outweighs the photo's detail (noisy flat areas down to 0)"
+        if rcod.get("noise_weight")
+        else ""
+    )
+    return (
+        f"the estimator sets the dial per region, about {lo:.2g} (clean input) to {hi:.2g} (most degraded)"
+        f"{noisy}{smoothed}"
+    )

@@ -69,6 +69,21 @@ class DegradeConfig:
                 "non-negative and sum to at most 1"
             )
 
+    def without_noise(self) -> DegradeConfig:
+        """The same model with every noise amplitude at 0: it draws the same random numbers in the same
+        order, so from the same generator state it makes a pair's noise-free twin (same blur, resizes
+        and JPEG qualities)."""
+        zero = (0.0, 0.0)
+        return dataclasses.replace(
+            self,
+            noise_range=zero,
+            noise_range2=zero,
+            poisson_scale_range=zero,
+            poisson_scale_range2=zero,
+            light_noise_range=zero,
+            light_poisson_scale_range=zero,
+        )
+
     def light(self) -> DegradeConfig:
         """The single-round, milder model of the mixture's light share."""
         return dataclasses.replace(

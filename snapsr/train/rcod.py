@@ -231,6 +231,11 @@ class EstimatorRunConfig:
     # sky gets lo (the most degraded input, yet nothing to invent) and blurred grass the most.
     targets: str = "centres"
     matched_dials: int = 5  # "matched": the dial values tried per pair, evenly over auto_range
+    # "centres"/"ends" only, > 0: each group's target scaled per estimator cell by how far the photo's
+    # detail there outweighs the noise the degradation added, weighted by this (``signal_fraction``):
+    # a noisy flat sky then gets lo whatever its group (at a high dial the network draws such noise as
+    # worms), blurred grass keeps its group's dial. Each pair is degraded again with its noise-free twin.
+    noise_weight: float = 0.0
     # flow.estimator_head of the retrained estimator: 0 a linear level head, n > 0 n 3x3 convolutions
     # first; a head of another shape than init's starts afresh
     estimator_head: int = 0
@@ -254,6 +259,8 @@ class EstimatorRunConfig:
             raise ValueError(f"targets must be one of {', '.join(TARGETS)}; got {self.targets!r}")
         if self.matched_dials < 2:
             raise ValueError(f"matched_dials must be at least 2, got {self.matched_dials}")
+        if self.noise_weight < 0 or (self.noise_weight > 0 and self.targets == "matched"):
+            raise ValueError("noise_weight (>= 0) scales the groups' targets; matched targets have no groups")
 
 
 TARGETS = ("centres", "ends", "matched")
@@ -304,22 +311,53 @@ def matched_dial(
     return torch.where(above[0], d[0], torch.where(above.any(0), between, d[-1]))
 
 
-class EstimatorLoss(nn.Module):
-    """The estimator term alone: each pair's group centre, or with ``dials`` each cell's matched dial
-    (``matched_dial``), predicted per region from the LR."""
+def signal_fraction(
+    lr: torch.Tensor, twin: torch.Tensor, hr: torch.Tensor, scale: int, noise_weight: float = 1.0, floor: float = FLOOR
+) -> torch.Tensor:
+    """Per estimator cell (4 LR pixels square, ``4 * scale`` HR), ``S / (S + noise_weight * N + floor)``:
+    ``S`` the ground truth's detail energy above the LR Nyquist frequency (``texture.local_detail_energy``,
+    the mean of its levels), ``N`` the energy of the noise the degradation added (``lr - twin``, ``twin``
+    the same degradation without noise), both as a variance per pixel. Near 1 where the photo's
+    detail outweighs the noise, near 0 on a flat region, noisy or not. ``(B, 1, h/4, w/4)``."""
+    s = torch.stack(local_detail_energy(hr.float(), scale=scale, window=4 * scale)).mean(0)
+    n = F.avg_pool2d((lr.float() - twin.float()).square().mean(1, keepdim=True), 4)
+    h, w = min(s.shape[-2], n.shape[-2]), min(s.shape[-1], n.shape[-1])
+    s, n = s[..., :h, :w], n[..., :h, :w]
+    return s / (s + noise_weight * n + floor)
 
-    def __init__(self, student: FlowSR, dial=None, dials: list[float] | None = None):
+
+class EstimatorLoss(nn.Module):
+    """The estimator term alone: each pair's group centre (with ``twins``, the degradation model, scaled
+    per cell by ``signal_fraction``), or with ``dials`` each cell's matched dial (``matched_dial``),
+    predicted per region from the LR."""
+
+    def __init__(
+        self,
+        student: FlowSR,
+        dial=None,
+        dials: list[float] | None = None,
+        twins: DegradeConfig | None = None,
+        noise_weight: float = 1.0,
+    ):
         super().__init__()
-        self.student, self.dial, self.dials = student, dial, dials
+        self.student, self.dial, self.dials, self.twins, self.noise_weight = student, dial, dials, twins, noise_weight
 
     def forward(self, lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         st = self.student
+        if self.twins is not None:  # signal_fraction: the pair made again, with its noise-free twin
+            seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+            lr = degrade(hr, st.cfg.scale, self.twins, torch.Generator().manual_seed(seed)).to(hr)
+            twin = degrade(hr, st.cfg.scale, self.twins.without_noise(), torch.Generator().manual_seed(seed)).to(hr)
         cond = st.condition(lr)
         level = st.encoder(cond)[1]
-        if self.dials is None:
-            return estimator_loss(level, self.dial(lr, hr, generator)[1])
-        eps = torch.randn(hr.shape, generator=generator).to(hr)
-        target = matched_dial(st, cond, eps, hr, self.dials)
+        if self.dials is not None:
+            eps = torch.randn(hr.shape, generator=generator).to(hr)
+            target = matched_dial(st, cond, eps, hr, self.dials)
+        else:
+            centre = self.dial(lr, hr, generator)[1]
+            if self.twins is None:
+                return estimator_loss(level, centre)
+            target = centre.view(-1, 1, 1, 1) * signal_fraction(lr, twin, hr, st.cfg.scale, self.noise_weight)
         h, w = min(level.shape[-2], target.shape[-2]), min(level.shape[-1], target.shape[-1])  # sides not of 4 cells
         return F.mse_loss(level[..., :h, :w].float(), target[..., :h, :w].float())
 
@@ -385,9 +423,12 @@ def build_estimator(cfg: EstimatorRunConfig, device: torch.device) -> Recipe:
                 "auto_range": list(cfg.auto_range),
                 "auto_targets": cfg.targets,
                 **({"matched_dials": cfg.matched_dials} if matched else {}),
+                **({"noise_weight": cfg.noise_weight} if cfg.noise_weight > 0 else {}),
             },
             **run_card(cfg, step),
             default_steps=1,
         )
 
-    return Recipe(model=st, loss=EstimatorLoss(st, dial, dials), predictors={}, card=card, scale=scale)
+    twins = cfg.degrade if cfg.noise_weight > 0 else None
+    loss = EstimatorLoss(st, dial, dials, twins, cfg.noise_weight)
+    return Recipe(model=st, loss=loss, predictors={}, card=card, scale=scale)
