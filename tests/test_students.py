@@ -212,19 +212,24 @@ def test_estimator_recipe_with_matched_targets(tmp_path, photo_dir):
 
 def test_noise_free_twin_and_signal_fraction():
     """``without_noise`` makes a pair's twin from the same draws (same blur, resizes, JPEG); the
-    signal fraction is near 0 where noise covers a flat photo and near 1 where detail outweighs it."""
+    signal fraction is 1 without noise, near 0 where noise covers a flat photo, near 1 where detail
+    outweighs it."""
     g = torch.Generator().manual_seed(0)
     flat = torch.full((4, 3, 64, 64), 0.5)
     detail = (0.5 + 0.3 * torch.sign(torch.randn(4, 3, 64, 64, generator=g))).clamp(0, 1)
     hr = torch.cat([flat, detail])
-    cfg = DegradeConfig(clean_share=0.25, blur=False, resize=False, jpeg=False, second_order=False)
+    cfg = DegradeConfig(
+        clean_share=0.25, blur=False, resize=False, jpeg=False, second_order=False,
+        noise_range=(20.0, 30.0), poisson_scale_range=(2.0, 3.0),
+    )  # fmt: skip
     lr = degrade(hr, 4, cfg, torch.Generator().manual_seed(3))
     twin = degrade(hr, 4, cfg.without_noise(), torch.Generator().manual_seed(3))
     noise = (lr - twin).square().mean((1, 2, 3))
     assert torch.all(noise[:2] == 0) and torch.all(noise[2:] > 0)  # the clean share has no noise
     f = rcod.signal_fraction(lr, twin, hr, 4)
     assert f.shape == (8, 1, 4, 4)
-    assert f[2:4].max() < 0.05  # noise on a flat photo: nothing to restore
+    assert torch.all(f[:2] == 1)  # no noise: the group's target stands
+    assert f[2:4].max() < 0.2  # heavy noise on a flat photo: nothing to restore
     assert f[4:].min() > 0.9  # sharp detail far above the noise
     # a model without noise: twin and pair the same, the fraction the detail alone
     quiet = dataclasses.replace(cfg, noise_range=(0.0, 0.0), poisson_scale_range=(0.0, 0.0))

@@ -231,8 +231,8 @@ class EstimatorRunConfig:
     # sky gets lo (the most degraded input, yet nothing to invent) and blurred grass the most.
     targets: str = "centres"
     matched_dials: int = 5  # "matched": the dial values tried per pair, evenly over auto_range
-    # "centres"/"ends" only, > 0: each group's target scaled per estimator cell by how far the photo's
-    # detail there outweighs the noise the degradation added, weighted by this (``signal_fraction``):
+    # "centres"/"ends" only, > 0: each group's target scaled down per estimator cell where the noise
+    # the degradation added outweighs the photo's detail, the noise weighted by this (``signal_fraction``):
     # a noisy flat sky then gets lo whatever its group (at a high dial the network draws such noise as
     # worms), blurred grass keeps its group's dial. Each pair is degraded again with its noise-free twin.
     noise_weight: float = 0.0
@@ -314,16 +314,17 @@ def matched_dial(
 def signal_fraction(
     lr: torch.Tensor, twin: torch.Tensor, hr: torch.Tensor, scale: int, noise_weight: float = 1.0, floor: float = FLOOR
 ) -> torch.Tensor:
-    """Per estimator cell (4 LR pixels square, ``4 * scale`` HR), ``S / (S + noise_weight * N + floor)``:
-    ``S`` the ground truth's detail energy above the LR Nyquist frequency (``texture.local_detail_energy``,
-    the mean of its levels), ``N`` the energy of the noise the degradation added (``lr - twin``, ``twin``
-    the same degradation without noise), both as a variance per pixel. Near 1 where the photo's
-    detail outweighs the noise, near 0 on a flat region, noisy or not. ``(B, 1, h/4, w/4)``."""
+    """Per estimator cell (4 LR pixels square, ``4 * scale`` HR), ``(S + floor) / (S + noise_weight * N +
+    floor)``: ``S`` the ground truth's detail energy above the LR Nyquist frequency
+    (``texture.local_detail_energy``, the mean of its levels), ``N`` the energy of the noise the
+    degradation added (``lr - twin``, ``twin`` the same degradation without noise), both as a variance
+    per pixel. 1 without noise, near 0 where noise covers a flat region, between where it meets
+    detail. ``(B, 1, h/4, w/4)``."""
     s = torch.stack(local_detail_energy(hr.float(), scale=scale, window=4 * scale)).mean(0)
     n = F.avg_pool2d((lr.float() - twin.float()).square().mean(1, keepdim=True), 4)
     h, w = min(s.shape[-2], n.shape[-2]), min(s.shape[-1], n.shape[-1])
     s, n = s[..., :h, :w], n[..., :h, :w]
-    return s / (s + noise_weight * n + floor)
+    return (s + floor) / (s + noise_weight * n + floor)
 
 
 class EstimatorLoss(nn.Module):
