@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from snapsr.train.losses.adversarial import PatchDiscriminator, d_hinge, g_hinge
+from snapsr.train.losses.adversarial import PatchDiscriminator, UNetDiscriminator, d_hinge, g_hinge
 from snapsr.train.losses.hfp import dial_order_loss, haar_bands, hfp_loss, high_band_energy
 from snapsr.train.losses.perception import PerceptionConfig, PerceptionLoss
 from snapsr.train.losses.pixel import charbonnier, dial_pixel_loss, edge_loss, phase_pattern_loss, sobel
@@ -156,6 +156,28 @@ def test_hinge_losses_and_discriminator():
     d = PatchDiscriminator(channels=8, layers=2)
     logits = d(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32))
     assert logits.shape[0] == 2 and logits.shape[1] == 1 and logits.shape[-1] >= 2
+
+
+def test_unet_discriminator_gives_a_logit_per_pixel_at_any_size():
+    torch.manual_seed(0)
+    d = UNetDiscriminator(channels=8)
+    for h, w in ((32, 32), (36, 44), (20, 12)):
+        x, cond = torch.rand(1, 3, h, w), torch.rand(1, 3, h, w)
+        assert d(x, cond).shape == (1, 1, h, w)
+    # every convolution but the stem and the last is spectral-normalised (bounded Lipschitz constant)
+    normed = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d) and hasattr(m, "parametrizations")]
+    assert len(normed) == 3 + 3 + 2
+    # a change at one pixel moves the logits near it more than those far away: the map is local
+    x, cond = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
+    y = x.clone()
+    y[..., 8, 8] += 0.5
+    with torch.no_grad():
+        diff = (d(y, cond) - d(x, cond)).abs()[0, 0]
+    assert diff[4:13, 4:13].mean() > 5 * diff[40:, 40:].mean()
+    p = PerceptionLoss(PerceptionConfig(w_adv=0.1, d_arch="unet", d_channels=8))
+    assert isinstance(p.critic, UNetDiscriminator) and not any(q.requires_grad for q in p.critic.parameters())
+    with pytest.raises(ValueError, match="d_arch must be one of patch, unet"):
+        PerceptionConfig(d_arch="stylegan")
 
 
 def test_perception_loss_weights_per_image_and_adversarial_ramp():

@@ -641,6 +641,7 @@ FLAGS = [
     dict(rcod=RCODConfig(prompt=True)),
     dict(perception=PerceptionConfig(w_hfp=0.5)),
     dict(perception=PerceptionConfig(w_adv=0.1, adv_start=1, adv_ramp=1, d_channels=8)),
+    dict(perception=PerceptionConfig(w_adv=0.1, adv_start=1, adv_ramp=1, d_channels=8, d_arch="unet")),
     dict(
         rcod=RCODConfig(groups=2, calib_batches=2, estimator=True, dial="uniform"),
         degrade=DegradeConfig(clean_share=0.25, light_share=0.25),
@@ -650,7 +651,7 @@ FLAGS = [
 
 @pytest.mark.parametrize("recipe", ["oftsr", "gtasr"])
 @pytest.mark.parametrize(
-    "flags", FLAGS, ids=["groups", "groups+prompt+estimator", "prompt", "hfp", "adv", "uniform+mixture"]
+    "flags", FLAGS, ids=["groups", "groups+prompt+estimator", "prompt", "hfp", "adv", "adv-unet", "uniform+mixture"]
 )
 def test_every_recipe_and_flag_combination_trains(recipe, flags, photo_dir, tmp_path):
     fcfg = FlowConfig(scale=4, backbone="lrnet_t")

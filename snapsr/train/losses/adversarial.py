@@ -32,6 +32,55 @@ class PatchDiscriminator(nn.Module):
         return self.net(torch.cat([x, cond], dim=1).float())
 
 
+class UNetDiscriminator(nn.Module):
+    """One real/fake logit per pixel from a spectral-normalised U-Net (the kind Real-ESRGAN trains
+    with): three stride-2 stages down to 1/8 resolution for context, then back up with a skip at
+    every scale, so that a logit judges its pixel's fine texture (grain or grass) in the light of
+    the patch around it. A PatchGAN's coarse map rewards any high-frequency energy in a 70-pixel
+    field; a per-pixel map can tell texture from grain where the photo has it. Any input size
+    (each skip is met at its own size)."""
+
+    def __init__(self, channels: int = 64, image_channels: int = 3):
+        super().__init__()
+        c = channels
+        self.stem = nn.Conv2d(2 * image_channels, c, 3, 1, 1)
+        self.down = nn.ModuleList(
+            spectral_norm(nn.Conv2d(c * 2**i, c * 2 ** (i + 1), 4, 2, 1, bias=False)) for i in range(3)
+        )
+        self.up = nn.ModuleList(
+            spectral_norm(nn.Conv2d(c * 2 ** (i + 1), c * 2**i, 3, 1, 1, bias=False)) for i in reversed(range(3))
+        )
+        self.head = nn.Sequential(
+            spectral_norm(nn.Conv2d(c, c, 3, 1, 1, bias=False)),
+            nn.LeakyReLU(0.2),
+            spectral_norm(nn.Conv2d(c, c, 3, 1, 1, bias=False)),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(c, 1, 3, 1, 1),
+        )
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h = F.leaky_relu(self.stem(torch.cat([x, cond], dim=1).float()), 0.2)
+        skips = [h]
+        for conv in self.down:
+            h = F.leaky_relu(conv(h), 0.2)
+            skips.append(h)
+        skips.pop()  # the deepest stage is h itself
+        for conv in self.up:
+            skip = skips.pop()
+            h = F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            h = F.leaky_relu(conv(h), 0.2) + skip
+        return self.head(h)
+
+
+ARCHS = {"patch": PatchDiscriminator, "unet": UNetDiscriminator}
+
+
+def make_discriminator(arch: str, channels: int) -> nn.Module:
+    if arch not in ARCHS:
+        raise ValueError(f"unknown discriminator {arch!r}: one of {', '.join(ARCHS)}")
+    return ARCHS[arch](channels)
+
+
 def d_hinge(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
 

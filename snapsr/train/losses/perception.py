@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from snapsr.train.losses.adversarial import PatchDiscriminator, d_hinge, g_hinge
+from snapsr.train.losses.adversarial import ARCHS, d_hinge, g_hinge, make_discriminator
 from snapsr.train.losses.hfp import hfp_loss
 from snapsr.train.losses.semantic import SemanticEncoder, semantic_loss  # torch only; transformers loads lazily
 from snapsr.train.losses.texture import texture_energy_loss
@@ -39,10 +39,15 @@ class PerceptionConfig:
     adv_ramp: int = 500  # then its weight rises linearly over this many steps
     d_lr: float = 1e-4
     d_channels: int = 64
+    # "patch": a PatchGAN (a logit per ~70-pixel field); "unet": a logit per pixel from a U-Net
+    # (Real-ESRGAN's kind), which can tell texture from grain where a patch's energy cannot.
+    d_arch: str = "patch"
 
     def __post_init__(self):
         if not 0.0 <= self.texture_from < 1.0:
             raise ValueError(f"perception.texture_from must be in [0, 1), got {self.texture_from}")
+        if self.d_arch not in ARCHS:
+            raise ValueError(f"perception.d_arch must be one of {', '.join(ARCHS)}, got {self.d_arch!r}")
 
     @property
     def active(self) -> bool:
@@ -65,7 +70,7 @@ class PerceptionLoss(nn.Module):
         if cfg.w_adv > 0:
             # Frozen except inside its own step (loop._critic_step): the generator's backward
             # must not fill its gradients, and DDP must not expect them.
-            self.critic = PatchDiscriminator(cfg.d_channels).requires_grad_(False)
+            self.critic = make_discriminator(cfg.d_arch, cfg.d_channels).requires_grad_(False)
 
     def adv_weight(self, step: int) -> float:
         c = self.cfg
