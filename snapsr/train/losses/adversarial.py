@@ -72,13 +72,7 @@ class UNetDiscriminator(nn.Module):
         return self.head(h)
 
 
-ARCHS = {"patch": PatchDiscriminator, "unet": UNetDiscriminator}
-
-
-def make_discriminator(arch: str, channels: int) -> nn.Module:
-    if arch not in ARCHS:
-        raise ValueError(f"unknown discriminator {arch!r}: one of {', '.join(ARCHS)}")
-    return ARCHS[arch](channels)
+ARCHS = {"patch": PatchDiscriminator, "unet": UNetDiscriminator}  # by PerceptionConfig.d_arch, checked there
 
 
 def d_hinge(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:

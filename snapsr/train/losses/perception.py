@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from snapsr.train.losses.adversarial import ARCHS, d_hinge, g_hinge, make_discriminator
+from snapsr.train.losses.adversarial import ARCHS, d_hinge, g_hinge
 from snapsr.train.losses.hfp import hfp_loss
 from snapsr.train.losses.semantic import SemanticEncoder, semantic_loss  # torch only; transformers loads lazily
 from snapsr.train.losses.texture import texture_energy_loss
@@ -70,7 +70,7 @@ class PerceptionLoss(nn.Module):
         if cfg.w_adv > 0:
             # Frozen except inside its own step (loop._critic_step): the generator's backward
             # must not fill its gradients, and DDP must not expect them.
-            self.critic = make_discriminator(cfg.d_arch, cfg.d_channels).requires_grad_(False)
+            self.critic = ARCHS[cfg.d_arch](cfg.d_channels).requires_grad_(False)
 
     def adv_weight(self, step: int) -> float:
         c = self.cfg
