@@ -7,7 +7,7 @@ from pathlib import Path
 from snapsr.model import weights
 
 FOLDER = Path(__file__).parents[1] / "assets" / "weights"
-DEFAULT = "snapsr-x4-dial-s10"
+DEFAULT = "snapsr-x4-dial-s11"
 
 
 def available() -> list[str]:
