@@ -223,7 +223,10 @@ def test_models_lists_cards():
     # a tier says when to pick it, and how deep its trunk is where that differs from its backbone's own
     fast = cli("models").output.split("snapsr-x4-fast-s1\n")[1].split("\nsnapsr-")[0]
     assert "  use: the fast tier" in fast and 'backbone_args: {"blocks": 6}' in fast
-    assert "backbone_args" not in text and "use:" not in text
+    # the default (8 blocks since dial-s11) prints its trunk's depth as any cut network does; it needs no use line
+    args = card["flow"].get("backbone_args")
+    assert (f"backbone_args: {json.dumps(args)}" in text) if args else ("backbone_args" not in text)
+    assert "use:" not in text
 
 
 def test_models_says_what_auto_does_for_each_kind_of_target():
