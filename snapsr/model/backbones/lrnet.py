@@ -293,7 +293,7 @@ def lrnet_s(*, scale: int, prompt_dim: int = 0, context: int = 0, energy: bool =
     """About 0.9M parameters: the CPU-fast size (``context``: convolutions of the low-resolution
     context branch, 0 for none; 4 add 0.15M parameters and about 1% of the work; ``energy``: the
     per-region degradation cues, 3.5k parameters; ``blocks``: the trunk's depth, its work in
-    proportion: 8 is the fast tier (6 the previous one), made from a 12-block student by gtasr's
+    proportion: 8 is the default (dial-s11), 6 the fast tier, made from a 12-block student by gtasr's
     ``keep_blocks``)."""
     if not 1 <= blocks <= 64:
         raise ValueError(f"lrnet_s blocks must be in [1, 64], got {blocks}")
