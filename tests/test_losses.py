@@ -2,7 +2,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from snapsr.train.losses.adversarial import PatchDiscriminator, UNetDiscriminator, d_hinge, g_hinge
+from snapsr.train.losses.adversarial import (
+    PatchDiscriminator,
+    UNetDiscriminator,
+    d_hinge,
+    feature_matching,
+    g_hinge,
+)
 from snapsr.train.losses.hfp import dial_order_loss, haar_bands, hfp_loss, high_band_energy
 from snapsr.train.losses.perception import PerceptionConfig, PerceptionLoss
 from snapsr.train.losses.pixel import charbonnier, dial_pixel_loss, edge_loss, phase_pattern_loss, sobel
@@ -196,6 +202,29 @@ def test_perception_loss_weights_per_image_and_adversarial_ramp():
     assert not any(q.requires_grad for q in p.critic.parameters())
     p(sr.requires_grad_(True), hr, cond, step=20).backward()
     assert all(q.grad is None for q in p.critic.parameters())
+
+
+@pytest.mark.parametrize("arch", ["patch", "unet"])
+def test_feature_matching_pulls_the_output_to_the_ground_truth_in_the_critics_features(arch):
+    torch.manual_seed(0)
+    p = PerceptionLoss(PerceptionConfig(w_fm=1.0, d_arch=arch, d_channels=8, adv_start=2, adv_ramp=2))
+    assert p.critic is not None and p.adv_weight(10) == 0  # the critic exists for it alone
+    hr, cond = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    logits, feats = p.critic.eval()(hr, cond, features=True)  # eval: spectral norm's power step holds still
+    assert torch.equal(logits, p.critic(hr, cond)) and len(feats) >= 3
+    p.critic.train()
+    assert p(hr, hr, cond, step=10) == 0  # the ground truth matches itself
+    assert p(blur(hr, 1.0), hr, cond, step=1) == 0  # not before adv_start
+    sr = blur(hr, 1.0).requires_grad_(True)
+    early, late = p(sr, hr, cond, step=2), p(sr, hr, cond, step=10)
+    assert late > 0 and torch.allclose(early, 0.5 * late, rtol=0.02)  # on the ramp (power steps move it a little)
+    late.backward()
+    assert sr.grad.abs().sum() > 0 and all(q.grad is None for q in p.critic.parameters())
+    # a step along the gradient brings the output closer to the ground truth in feature space
+    with torch.no_grad():
+        assert p(sr - 50 * sr.grad, hr, cond, step=10) < late
+    with pytest.raises(ValueError, match="matching non-empty"):
+        feature_matching(feats[:2], feats)
 
 
 def test_missing_local_weights_are_clear_errors(tmp_path):

@@ -28,8 +28,14 @@ class PatchDiscriminator(nn.Module):
         mods += [spectral_norm(nn.Conv2d(c, c, 3, 1, 1)), nn.LeakyReLU(0.2), spectral_norm(nn.Conv2d(c, 1, 3, 1, 1))]
         self.net = nn.Sequential(*mods)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([x, cond], dim=1).float())
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, features: bool = False):
+        """The logit map; with ``features``, ``(logits, [activation after each LeakyReLU])``."""
+        h, feats = torch.cat([x, cond], dim=1).float(), []
+        for m in self.net:
+            h = m(h)
+            if isinstance(m, nn.LeakyReLU):
+                feats.append(h)
+        return (h, feats) if features else h
 
 
 class UNetDiscriminator(nn.Module):
@@ -58,18 +64,22 @@ class UNetDiscriminator(nn.Module):
             nn.Conv2d(c, 1, 3, 1, 1),
         )
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, features: bool = False):
+        """The per-pixel logits; with ``features``, ``(logits, [each stage's activation])``."""
         h = F.leaky_relu(self.stem(torch.cat([x, cond], dim=1).float()), 0.2)
-        skips = [h]
+        skips, feats = [h], [h]
         for conv in self.down:
             h = F.leaky_relu(conv(h), 0.2)
             skips.append(h)
+            feats.append(h)
         skips.pop()  # the deepest stage is h itself
         for conv in self.up:
             skip = skips.pop()
             h = F.interpolate(h, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             h = F.leaky_relu(conv(h), 0.2) + skip
-        return self.head(h)
+            feats.append(h)
+        logits = self.head(h)
+        return (logits, feats) if features else logits
 
 
 ARCHS = {"patch": PatchDiscriminator, "unet": UNetDiscriminator}  # by PerceptionConfig.d_arch, checked there
@@ -81,3 +91,15 @@ def d_hinge(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tenso
 
 def g_hinge(fake_logits: torch.Tensor) -> torch.Tensor:
     return -fake_logits.mean()
+
+
+def feature_matching(fake_feats: list[torch.Tensor], real_feats: list[torch.Tensor]) -> torch.Tensor:
+    """pix2pixHD's feature-matching loss: the mean over the critic's stages of the L1 distance
+    between the output's activations and the ground truth's (held fixed), at the same places.
+    A perceptual loss in a feature space the critic learns for telling real detail from fake,
+    standing in for VGG's where no pretrained weights are at hand."""
+    if len(fake_feats) != len(real_feats) or not fake_feats:
+        raise ValueError(
+            f"feature_matching needs matching non-empty stage lists, got {len(fake_feats)} and {len(real_feats)}"
+        )
+    return sum(F.l1_loss(f.float(), r.detach().float()) for f, r in zip(fake_feats, real_feats)) / len(fake_feats)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from snapsr.train.losses.adversarial import ARCHS, d_hinge, g_hinge
+from snapsr.train.losses.adversarial import ARCHS, d_hinge, feature_matching, g_hinge
 from snapsr.train.losses.hfp import hfp_loss
 from snapsr.train.losses.semantic import SemanticEncoder, semantic_loss  # torch only; transformers loads lazily
 from snapsr.train.losses.texture import texture_energy_loss
@@ -42,6 +42,10 @@ class PerceptionConfig:
     # "patch": a PatchGAN (a logit per ~70-pixel field); "unet": a logit per pixel from a U-Net
     # (Real-ESRGAN's kind), which can tell texture from grain where a patch's energy cannot.
     d_arch: str = "patch"
+    # Feature matching (pix2pixHD): L1 between the critic's activations on the output and on the
+    # ground truth, a perceptual loss in the critic's learned features; on the adversarial
+    # term's schedule (adv_start, adv_ramp), and it needs the critic (trained even at w_adv 0).
+    w_fm: float = 0.0
 
     def __post_init__(self):
         if not 0.0 <= self.texture_from < 1.0:
@@ -51,7 +55,7 @@ class PerceptionConfig:
 
     @property
     def active(self) -> bool:
-        return any(w > 0 for w in (self.w_hfp, self.w_texture, self.w_semantic, self.w_lpips, self.w_adv))
+        return any(w > 0 for w in (self.w_hfp, self.w_texture, self.w_semantic, self.w_lpips, self.w_adv, self.w_fm))
 
 
 class PerceptionLoss(nn.Module):
@@ -67,16 +71,20 @@ class PerceptionLoss(nn.Module):
             if not cfg.lpips_dir:
                 raise FileNotFoundError("perception.w_lpips > 0 needs perception.lpips_dir (a local folder)")
             self.lpips = LPIPS.from_files(Path(cfg.lpips_dir))
-        if cfg.w_adv > 0:
+        if cfg.w_adv > 0 or cfg.w_fm > 0:
             # Frozen except inside its own step (loop._critic_step): the generator's backward
             # must not fill its gradients, and DDP must not expect them.
             self.critic = ARCHS[cfg.d_arch](cfg.d_channels).requires_grad_(False)
 
-    def adv_weight(self, step: int) -> float:
+    def _ramp(self, step: int) -> float:
         c = self.cfg
-        if c.w_adv <= 0 or step < c.adv_start:
-            return 0.0
-        return c.w_adv * min(1.0, (step - c.adv_start + 1) / max(c.adv_ramp, 1))
+        return 0.0 if step < c.adv_start else min(1.0, (step - c.adv_start + 1) / max(c.adv_ramp, 1))
+
+    def adv_weight(self, step: int) -> float:
+        return self.cfg.w_adv * self._ramp(step)
+
+    def fm_weight(self, step: int) -> float:
+        return self.cfg.w_fm * self._ramp(step)
 
     def forward(self, sr: torch.Tensor, hr: torch.Tensor, cond: torch.Tensor, step: int, weight=1.0) -> torch.Tensor:
         """The weighted sum of the active terms; ``weight`` (a scalar or ``(B,)``) scales them per image."""
@@ -104,9 +112,17 @@ class PerceptionLoss(nn.Module):
             rest = rest + c.w_semantic * semantic_loss(self.semantic, sr, hr)
         if self.lpips is not None:
             rest = rest + c.w_lpips * self.lpips(sr.float(), hr.float()).mean()
-        a = self.adv_weight(step)
-        if self.critic is not None and a > 0:
-            rest = rest + a * g_hinge(self.critic(sr, cond))
+        a, fm = self.adv_weight(step), self.fm_weight(step)
+        if self.critic is not None and (a > 0 or fm > 0):
+            if fm > 0:  # one forward for both, so that spectral norm's power step cannot differ between them
+                n = sr.shape[0]
+                both, feats = self.critic(torch.cat([sr, hr.to(sr.dtype)]), torch.cat([cond, cond]), features=True)
+                logits = both[:n]
+                rest = rest + fm * feature_matching([f[:n] for f in feats], [f[n:] for f in feats])
+            else:
+                logits = self.critic(sr, cond)
+            if a > 0:
+                rest = rest + a * g_hinge(logits)
         return total + scale * rest
 
     def critic_loss(self, fake: torch.Tensor, hr: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
