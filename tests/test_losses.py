@@ -250,3 +250,20 @@ def test_semantic_supervision_with_a_tiny_random_clip(tmp_path):
     loss.backward()
     assert loss > 0 and sr.grad.abs().sum() > 0
     assert not any(q.requires_grad for q in p.semantic.parameters())
+
+
+def test_usm_target_sharpens_edges_by_the_amount_per_image_and_leaves_flat_areas_alone():
+    from snapsr.train.sharpen import gaussian_blur, usm_sharpen
+
+    img = torch.full((2, 3, 64, 64), 0.3)
+    img[..., 32:] = 0.7  # a step edge on a flat field
+    img[..., :8, :8] += 0.01 * torch.randn(2, 3, 8, 8)  # faint noise in a flat corner, under the threshold
+    out = usm_sharpen(img, torch.tensor([0.0, 0.5]))
+    assert torch.equal(out[0], img[0])  # amount 0: the ground truth itself
+    # the edge overshoots on both sides (a crisper step), the flat corner's noise is not amplified
+    assert out[1, :, :, 30].mean() < 0.3 - 0.02 and out[1, :, :, 33].mean() > 0.7 + 0.02
+    assert torch.allclose(out[1, :, :8, :8], img[1, :, :8, :8], atol=1e-3)
+    assert out.min() >= 0 and out.max() <= 1
+    # the blur keeps a constant image and its mean, also with a kernel wider than the image
+    flat = torch.full((1, 1, 5, 5), 0.4)
+    assert torch.allclose(gaussian_blur(flat, 8.0), flat)

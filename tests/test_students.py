@@ -18,6 +18,7 @@ from snapsr.train.losses.perception import PerceptionConfig
 from snapsr.train.losses.pixel import charbonnier, dial_pixel_loss
 from snapsr.train.oftsr import DistillRunConfig, train_distill
 from snapsr.train.rcod import RCODConfig
+from snapsr.train.sharpen import usm_sharpen
 from snapsr.train.student import DialTime, make_student
 from tests.conftest import perturbed, tiny_clip
 
@@ -513,6 +514,15 @@ def test_gtasr_supervised_dial_is_one_pass_per_sample(monkeypatch):
     assert torch.allclose(value2, want) and not torch.allclose(value2, value)
     with pytest.raises(ValueError, match="pixel_at_1"):
         GTASRConfig(pixel_at_1=1.5)
+    # with a USM target, each image's target is the ground truth sharpened by target_usm * its t
+    cfg3 = GTASRConfig(w_consistency=0.0, w_ta=0.0, target_usm=0.5, usm_sigma=2.0)
+    value3 = GTASRLoss(model, model, cfg3, 10, dial, lambda *a: torch.zeros(()))(
+        lr, hr, torch.Generator().manual_seed(0)
+    )
+    assert torch.allclose(value3, charbonnier(out, usm_sharpen(hr, 0.5 * t, 2.0), cfg.charbonnier_eps))
+    assert not torch.allclose(value3, value)
+    with pytest.raises(ValueError, match="target_usm"):
+        GTASRConfig(target_usm=-0.1)
 
 
 def test_gtasr_anchor_takes_the_realistic_end_from_frozen_weights(photo_dir, tmp_path):

@@ -46,6 +46,7 @@ from snapsr.train.losses.perception import PerceptionConfig
 from snapsr.train.losses.pixel import charbonnier, dial_pixel_loss, edge_loss, phase_pattern_loss
 from snapsr.train.rcod import RCODConfig
 from snapsr.train.recipes import recipe
+from snapsr.train.sharpen import usm_sharpen
 from snapsr.train.student import dial_predictors, one_step_only, setup_student
 
 
@@ -85,6 +86,10 @@ class GTASRConfig:
     # realistic end with less of the grain the noise passes through. Stage 18 tried 0.7 for 8,000
     # steps: realism 1 learned about half of it, with a worse NIQE (campaign/README.md, session 17).
     anchor_temperature: float = 1.0
+    # The dial's output at ``t`` learns the ground truth sharpened by unsharp masking by
+    # ``target_usm * t`` (train.sharpen, Real-ESRGAN's USM target; 0: the plain ground truth).
+    target_usm: float = 0.0
+    usm_sigma: float = 8.0
     charbonnier_eps: float = 1e-3
     # Stage II: Dual-Reference Structural Rectification
     stage2_start: int = -1  # first step of stage II; -1: never
@@ -103,6 +108,10 @@ class GTASRConfig:
             raise ValueError(f"gtasr.anchor_from must be in [0, 1), got {self.anchor_from}")
         if not 0.0 <= self.anchor_floor <= 1.0:
             raise ValueError(f"gtasr.anchor_floor must be in [0, 1], got {self.anchor_floor}")
+        if not 0.0 <= self.target_usm <= 2.0 or self.usm_sigma <= 0:
+            raise ValueError(
+                f"gtasr.target_usm must be in [0, 2] and usm_sigma positive, got {self.target_usm}, {self.usm_sigma}"
+            )
         if not 0.0 <= self.anchor_temperature <= 2.0:
             raise ValueError(f"gtasr.anchor_temperature must be in [0, 2], got {self.anchor_temperature}")
 
@@ -179,10 +188,12 @@ class GTASRLoss(nn.Module):
         # the anchor's start state: the same noise, scaled by its temperature
         x_a = x_0 if c.anchor_temperature == 1.0 or not self._anchor else st.start(cond, eps * c.anchor_temperature)
         t_d, centre = self.dial(lr, hr, generator)
+        # the dial output's target: the ground truth, sharpened by target_usm * t per image
+        hr_d = usm_sharpen(hr, c.target_usm * t_d.float(), c.usm_sigma) if c.target_usm > 0 else hr
         if c.w_consistency == 0 and c.w_ta == 0:  # supervised dial only: one pass, no trajectory terms
             out = st.one_step(x_0, t_d, cond).float()
-            loss = self.pixel_and_anchor(out, hr, x_a, t_d, cond) + self.stage2_terms(out, x_0, t_d, cond, hr)
-            return loss + self.terms(out, hr, cond, t_d, centre)
+            loss = self.pixel_and_anchor(out, hr_d, x_a, t_d, cond) + self.stage2_terms(out, x_0, t_d, cond, hr_d)
+            return loss + self.terms(out, hr_d, cond, t_d, centre)
         n = time_grid_size(c, self.step, self.total)
         i = torch.randint(0, n, (B,), generator=generator)
         t, s = grid_time(i, n, c.rho).to(hr), grid_time(i + 1, n, c.rho).to(hr)
@@ -206,8 +217,8 @@ class GTASRLoss(nn.Module):
         hat_tau = expand_t(tau, hr) * out_0 + expand_t(1 - tau, hr) * x_0b
         f_hat = self.f(hat_tau, tau, cond).float()
 
-        loss = c.w_consistency * C(f_t, f_s) + c.w_ta * C(f_hat, f_y) + self.pixel_and_anchor(out, hr, x_a, t_d, cond)
-        return loss + self.stage2_terms(out, x_0, t_d, cond, hr) + self.terms(out, hr, cond, t_d, centre)
+        loss = c.w_consistency * C(f_t, f_s) + c.w_ta * C(f_hat, f_y) + self.pixel_and_anchor(out, hr_d, x_a, t_d, cond)
+        return loss + self.stage2_terms(out, x_0, t_d, cond, hr_d) + self.terms(out, hr_d, cond, t_d, centre)
 
     def anchor_weight(self, t_d: torch.Tensor) -> torch.Tensor:
         """Per image: ``anchor_floor`` up to ``anchor_from``, rising linearly to 1 at realism 1."""
