@@ -20,17 +20,16 @@ import tempfile
 from pathlib import Path
 
 import torch
+from tracks import track_degradation  # benchmarks/tracks.py, beside this script
 
-from snapsr.data import stream_seed
-from snapsr.degrade import DegradeConfig, degrade
+from snapsr.degrade import DegradeConfig
 from snapsr.infer.imageio import list_files, read_rgb, to_tensor
 from snapsr.model.pretrained import DEFAULT
 
 
-def added_noise(lr: torch.Tensor, hr: torch.Tensor, name: str, seed: int, scale: int = 4) -> float:
+def added_noise(lr: torch.Tensor, hr: torch.Tensor, name: str, seed: int) -> float:
     """The spread of ``lr`` less its noise-free twin in 8-bit levels (``(1, 3, h, w)`` in [0, 1])."""
-    g = torch.Generator().manual_seed(stream_seed("track", seed, name))
-    twin = degrade(hr, scale, DegradeConfig().without_noise(), g)
+    twin = track_degradation(hr, name, seed, DegradeConfig().without_noise())
     return float((lr - twin).std() * 255)
 
 

@@ -7,7 +7,7 @@
 # the peers again in each run (their outputs cached by the first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-weights=${1:-snapsr/assets/weights/snapsr-x4-dial-s11.safetensors}
+weights=${1:-$(python -c "from snapsr.model.pretrained import DEFAULT; print(DEFAULT)")}  # the bundled default
 out=${2:-results/quality}
 photos=${3:-../shared/data/photos/val}
 dial=${DIAL:-0,0.25,0.5,0.75,1,auto}

@@ -28,6 +28,13 @@ from snapsr.infer.imageio import list_files, read_rgb, to_tensor
 from snapsr.infer.imagewrite import save_png
 
 
+def track_degradation(hr: torch.Tensor, name: str, seed: int, cfg: DegradeConfig | None = None) -> torch.Tensor:
+    """The degraded track's LR of crop ``name`` under degradation ``seed``: the same draws every time
+    (``cfg``: the track's model, ``DegradeConfig()``, unless given, e.g. its noise-free twin)."""
+    g = torch.Generator().manual_seed(stream_seed("track", seed, name))
+    return degrade(hr, 4, cfg or DegradeConfig(), g)
+
+
 def crop_positions(h: int, w: int, size: int, n: int) -> list[tuple[int, int]]:
     """``n`` crop corners spread over the image: a grid of about sqrt(n) x sqrt(n), centred cells."""
     rows = max(1, int(round(n**0.5)))
@@ -50,7 +57,6 @@ def main() -> None:
     if out.exists():
         shutil.rmtree(out)
     seeds = [int(s) for s in a.seeds.split(",")]
-    cfg = DegradeConfig()
     n = 0
     for path in list_files(a.photos):
         img = read_rgb(path)
@@ -61,9 +67,8 @@ def main() -> None:
             save_png(hr[0], out / "clean" / "hr" / f"{name}.png")
             save_png(bicubic_down(hr, 4)[0], out / "clean" / "lr" / f"{name}.png")
             for s in seeds:
-                g = torch.Generator().manual_seed(stream_seed("track", s, name))
                 save_png(hr[0], out / "degraded" / "hr" / f"{name}_s{s}.png")
-                save_png(degrade(hr, 4, cfg, g)[0], out / "degraded" / "lr" / f"{name}_s{s}.png")
+                save_png(track_degradation(hr, name, s)[0], out / "degraded" / "lr" / f"{name}_s{s}.png")
             n += 1
         small = Image.fromarray(img).resize((a.real_width, round(h * a.real_width / w)), Image.Resampling.LANCZOS)
         buf = io.BytesIO()

@@ -22,15 +22,11 @@ def _gauss1d(sigma: float, device, dtype) -> torch.Tensor:
 
 
 def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``(B, C, H, W)``, reflect padding (clamped to the image's size)."""
+    """Separable Gaussian blur of ``(B, C, H, W)``; reflect padding, replicate where the kernel's
+    radius is not smaller than the image (degrade.filter2d's rule)."""
     k = _gauss1d(sigma, img.device, img.dtype)
     r, C = k.numel() // 2, img.shape[1]
-    ph, pw = min(r, img.shape[-2] - 1), min(r, img.shape[-1] - 1)
-    if ph < r or pw < r:  # a kernel wider than the image: replicate beyond reflect's reach
-        img = F.pad(img, (pw, pw, ph, ph), mode="reflect")
-        img = F.pad(img, (r - pw, r - pw, r - ph, r - ph), mode="replicate")
-    else:
-        img = F.pad(img, (r, r, r, r), mode="reflect")
+    img = F.pad(img, (r,) * 4, mode="reflect" if min(img.shape[-2:]) > r else "replicate")
     img = F.conv2d(img, k.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
     return F.conv2d(img, k.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)
 
