@@ -67,6 +67,62 @@ def train_distill_cmd(recipe, config_path, resume, dry_run, device, overrides):
     _run_training(recipe, config_path, overrides, dry_run, resume=resume, device=device)
 
 
+@train.command("bank")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    required=True,
+    help="The run config whose data.peer_bank to fill (its train_dir, multiscale, degrade.*, seed).",
+)
+@click.option(
+    "--passes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Degradations of every tile; a killed or shorter build resumes, a larger number adds passes.",
+)
+@click.option("--peer", default="realesrgan-x4plus", show_default=True, help="The upscaler whose outputs to keep.")
+@click.argument("overrides", nargs=-1)
+def bank_cmd(config_path, passes, peer, overrides):
+    """Build a peer bank: degraded tiles of the training photos and another upscaler's output on each
+    (Real-ESRGAN x4plus, the bench extra), the realistic-end target of a gtasr run with data.peer_bank."""
+    from snapsr.config import load
+    from snapsr.eval.peers import PEERS
+    from snapsr.train import recipes
+    from snapsr.train.peer_bank import build_bank
+
+    try:
+        cfg = load(recipes.get("gtasr").config, config_path, overrides)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    if not cfg.data.peer_bank:
+        raise click.UsageError(f"{config_path} sets no data.peer_bank folder")
+    if peer not in PEERS:
+        raise click.BadParameter(f"unknown peer {peer!r}; known: {', '.join(PEERS)}", param_hint="--peer")
+    label, make = PEERS[peer]
+    try:
+        model = make()
+    except RuntimeError as e:
+        raise click.ClickException(first_line(e)) from e
+    scale = getattr(model, "scale", 4)
+    try:
+        n = build_bank(
+            cfg.data.train_dir,
+            cfg.data.peer_bank,
+            scale=scale,
+            degrade_cfg=cfg.degrade,
+            peer=model,
+            peer_name=label,
+            passes=passes,
+            multiscale=cfg.data.multiscale,
+            seed=cfg.train.seed,
+        )
+    except (FileNotFoundError, ValueError) as e:
+        raise click.ClickException(first_line(e)) from e
+    click.echo(f"{n} new pairs of {label} in {cfg.data.peer_bank}")
+
+
 def _run_training(name: str, config_path, overrides, dry_run: bool, **kw) -> None:
     """Resolve the recipe's config (defaults, file, overrides), print it on --dry-run, else train;
     exit 130 on a signal."""

@@ -77,29 +77,30 @@ def to_uint8_hwc(t: torch.Tensor) -> np.ndarray:
     return (t.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
 
 
+def hf_energy(img: np.ndarray, scale: int) -> float:
+    """Spectral energy of ``img``'s Y channel above the LR Nyquist frequency (``0.5 / scale`` cycles
+    per pixel), through a Hann window that keeps the border's discontinuity out of the spectrum."""
+    y = to_y(img)[..., 0] if img.ndim == 3 and img.shape[-1] == 3 else img.reshape(img.shape[0], img.shape[1])
+    y = y.astype(np.float64) - y.mean()
+    h, w = y.shape
+    y = y * np.outer(np.hanning(h), np.hanning(w))
+    f = np.fft.rfft2(y)
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    mask = np.maximum(np.abs(fy), np.abs(fx)) > 0.5 / scale
+    return float((np.abs(f[mask]) ** 2).sum())
+
+
 def hf_energy_ratio(img: np.ndarray, ref: np.ndarray, scale: int) -> float:
-    """Spectral energy of ``img`` above the LR Nyquist frequency over that of ``ref`` (Y channel).
+    """``hf_energy`` of ``img`` over that of ``ref``.
 
     The simplest honest gauge of how much detail an upscaler puts back: a bicubic upscale
     has almost none above ``0.5 / scale`` cycles per HR pixel (about 0.03), the HR image 1.
-    A Hann window keeps the image border's discontinuity out of the spectrum.
     """
     if img.shape != ref.shape:
         raise ValueError(f"image shapes differ: {img.shape} vs {ref.shape}")
-
-    def energy(a: np.ndarray) -> float:
-        y = to_y(a)[..., 0] if a.ndim == 3 and a.shape[-1] == 3 else a.reshape(a.shape[0], a.shape[1])
-        y = y.astype(np.float64) - y.mean()
-        h, w = y.shape
-        y = y * np.outer(np.hanning(h), np.hanning(w))
-        f = np.fft.rfft2(y)
-        fy = np.fft.fftfreq(h)[:, None]
-        fx = np.fft.rfftfreq(w)[None, :]
-        mask = np.maximum(np.abs(fy), np.abs(fx)) > 0.5 / scale
-        return float((np.abs(f[mask]) ** 2).sum())
-
-    den = energy(ref)
-    return float("nan") if den == 0 else energy(img) / den
+    den = hf_energy(ref, scale)
+    return float("nan") if den == 0 else hf_energy(img, scale) / den
 
 
 def spikes_per_mp(img: np.ndarray, threshold: float = 40.0) -> float:

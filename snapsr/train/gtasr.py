@@ -177,7 +177,11 @@ class GTASRLoss(nn.Module):
         if self.stage2 and (step - c.stage2_start) % c.refresh_every == 0:
             self.reference.load_state_dict(self.student.state_dict())
 
-    def forward(self, lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    takes_peer = True  # forward takes a peer bank's crops (data.peer_bank) as the anchor target
+
+    def forward(
+        self, lr: torch.Tensor, hr: torch.Tensor, generator: torch.Generator, peer: torch.Tensor | None = None
+    ) -> torch.Tensor:
         c, st = self.cfg, self.student
         C = lambda a, b: charbonnier(a, b, c.charbonnier_eps)  # noqa: E731
         cond = st.condition(lr)
@@ -192,7 +196,7 @@ class GTASRLoss(nn.Module):
         hr_d = usm_sharpen(hr, c.target_usm * t_d.float(), c.usm_sigma) if c.target_usm > 0 else hr
         if c.w_consistency == 0 and c.w_ta == 0:  # supervised dial only: one pass, no trajectory terms
             out = st.one_step(x_0, t_d, cond).float()
-            loss = self.pixel_and_anchor(out, hr_d, x_a, t_d, cond) + self.stage2_terms(out, x_0, t_d, cond, hr_d)
+            loss = self.pixel_and_anchor(out, hr_d, x_a, t_d, cond, peer) + self.stage2_terms(out, x_0, t_d, cond, hr_d)
             return loss + self.terms(out, hr_d, cond, t_d, centre)
         n = time_grid_size(c, self.step, self.total)
         i = torch.randint(0, n, (B,), generator=generator)
@@ -217,7 +221,8 @@ class GTASRLoss(nn.Module):
         hat_tau = expand_t(tau, hr) * out_0 + expand_t(1 - tau, hr) * x_0b
         f_hat = self.f(hat_tau, tau, cond).float()
 
-        loss = c.w_consistency * C(f_t, f_s) + c.w_ta * C(f_hat, f_y) + self.pixel_and_anchor(out, hr_d, x_a, t_d, cond)
+        loss = c.w_consistency * C(f_t, f_s) + c.w_ta * C(f_hat, f_y)
+        loss = loss + self.pixel_and_anchor(out, hr_d, x_a, t_d, cond, peer)
         return loss + self.stage2_terms(out, x_0, t_d, cond, hr_d) + self.terms(out, hr_d, cond, t_d, centre)
 
     def anchor_weight(self, t_d: torch.Tensor) -> torch.Tensor:
@@ -225,15 +230,18 @@ class GTASRLoss(nn.Module):
         a, floor = self.cfg.anchor_from, self.cfg.anchor_floor
         return floor + (1 - floor) * ((t_d.float().reshape(-1) - a) / (1 - a)).clamp(0, 1)
 
-    def pixel_and_anchor(self, out, hr, x_a, t_d, cond) -> torch.Tensor:
+    def pixel_and_anchor(self, out, hr, x_a, t_d, cond, peer=None) -> torch.Tensor:
         """The pixel term at the dial value, and with an anchor its pull at the realistic end (the
-        anchor's output from its start state ``x_a``)."""
+        anchor's output from its start state ``x_a``, or the peer bank's upscale ``peer``)."""
         c = self.cfg
-        if not self._anchor:
+        if not self._anchor and peer is None:
             return c.w_pixel * self.pixel(out, hr, t_d)
         w = self.anchor_weight(t_d)
-        with torch.no_grad():
-            target = self._anchor[0].one_step(x_a, t_d, cond).float()
+        if peer is not None:
+            target = peer.float()
+        else:
+            with torch.no_grad():
+                target = self._anchor[0].one_step(x_a, t_d, cond).float()
         pull = (w * charbonnier(out, target, c.charbonnier_eps, per_image=True)).mean()
         return c.w_pixel * self.pixel(out, hr, t_d, 1 - w) + c.w_anchor * pull
 
@@ -279,6 +287,8 @@ def build_gtasr(cfg: GTASRRunConfig, device: torch.device) -> Recipe:
     student, terms = su.student, su.terms
     reference = copy.deepcopy(student)
     anchor = None
+    if cfg.gtasr.anchor and cfg.data.peer_bank:
+        raise ValueError("gtasr.anchor and data.peer_bank are two anchor targets: set one")
     if cfg.gtasr.anchor:
         anchor, _ = weights.load_flow(cfg.gtasr.anchor)
         a, s = anchor.cfg, student.cfg

@@ -29,6 +29,7 @@ from snapsr.infer.imagewrite import save_png
 from snapsr.model import weights
 from snapsr.model.flow import upsample
 from snapsr.train import checkpoint, engine
+from snapsr.train.peer_bank import MANIFEST, PeerBankCrops
 
 Predictor = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (model, lr, eps) -> sr
 
@@ -65,7 +66,17 @@ def run_card(cfg, step: int) -> dict:
         "train_data": cfg.data.train_dir,
         "crop": cfg.data.crop,
         "batch_size": cfg.train.batch_size,
+        **_bank_card(getattr(cfg.data, "peer_bank", "")),
     }
+
+
+def _bank_card(bank: str) -> dict:
+    """A peer bank's provenance for the card: its folder, peer and passes of degradations."""
+    if not bank:
+        return {}
+    path = Path(bank) / MANIFEST
+    manifest = json.loads(path.read_text()) if path.is_file() else {}
+    return {"peer_bank": {"path": bank, "peer": manifest.get("peer", ""), "passes": manifest.get("passes", 0)}}
 
 
 @dataclass
@@ -155,6 +166,23 @@ def validate(model: nn.Module, val_set, predictors: dict[str, Predictor], out_pn
 # the run
 
 
+def _training_data(cfg, scale: int, rank: int) -> torch.utils.data.Dataset:
+    """Batches by step: HR crops to degrade on the fly, or ``(hr, lr, peer)`` from a peer bank."""
+    crop, tc = cfg.data.crop - cfg.data.crop % scale, cfg.train
+    bank = getattr(cfg.data, "peer_bank", "")
+    if bank:
+        return PeerBankCrops(bank, crop=crop, scale=scale, batch_size=tc.batch_size, seed=tc.seed, rank=rank)
+    return HRCrops(
+        cfg.data.train_dir,
+        crop=crop,
+        batch_size=tc.batch_size,
+        multiscale=cfg.data.multiscale,
+        cache=cfg.data.cache,
+        seed=tc.seed,
+        rank=rank,
+    )
+
+
 def _critic_step(critic: Critic, opt: torch.optim.Optimizer, d, amp, clip: float) -> None:
     critic.module.requires_grad_(True)  # trainable only here, frozen while the model trains against it
     with engine.autocast(d.device, amp):
@@ -241,15 +269,10 @@ def run(
     if d.world > 1:
         loss_fn = DDP(loss_fn, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
 
-    data = HRCrops(
-        cfg.data.train_dir,
-        crop=cfg.data.crop - cfg.data.crop % recipe.scale,
-        batch_size=tc.batch_size,
-        multiscale=cfg.data.multiscale,
-        cache=cfg.data.cache,
-        seed=tc.seed,
-        rank=d.rank,
-    )
+    bank = getattr(cfg.data, "peer_bank", "")
+    if bank and not getattr(recipe.loss, "takes_peer", False):
+        raise ValueError(f"data.peer_bank ({bank}) is an anchor target of the gtasr recipe; this recipe has none")
+    data = _training_data(cfg, recipe.scale, d.rank)
     loader = torch.utils.data.DataLoader(
         data,
         batch_size=None,
@@ -298,12 +321,16 @@ def run(
     try:
         with engine.StopFlag() as stop:
             flow.train()
-            for hr in loader:
+            for batch in loader:
                 if step >= end:
                     break
-                hr = hr.to(d.device, non_blocking=True)
                 g = torch.Generator().manual_seed(stream_seed("step", tc.seed, step, d.rank))
-                lr = degrade(hr, recipe.scale, cfg.degrade, g)
+                if bank:  # degraded when the bank was built; the peer's upscale is the anchor target
+                    hr, lr, peer = (x.to(d.device, non_blocking=True) for x in batch)
+                    extra = {"peer": peer}
+                else:
+                    hr = batch.to(d.device, non_blocking=True)
+                    lr, extra = degrade(hr, recipe.scale, cfg.degrade, g), {}
                 if tc.channels_last:
                     hr, lr = (
                         hr.contiguous(memory_format=torch.channels_last),
@@ -312,7 +339,7 @@ def run(
                 if recipe.on_step is not None:
                     recipe.on_step(step)
                 with engine.autocast(d.device, amp):
-                    loss = loss_fn(lr, hr, g)
+                    loss = loss_fn(lr, hr, g, **extra)
                 if not torch.isfinite(loss):
                     bad += 1
                     opt.zero_grad(set_to_none=True)
