@@ -51,6 +51,7 @@ def test_build_resumes_after_a_kill_and_adds_passes(photo_dir, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         build_bank(photo_dir, bank, peer=dying_peer, **kw)
     assert len(list(bank.glob("p0/*.peer.png"))) == 2
+    assert json.loads((bank / MANIFEST).read_text())["passes"] == 0  # a pass is counted once complete
     assert not list(bank.rglob(".*.tmp"))  # nothing half written
     n_tiles = len(list((bank / "hr").glob("*.png")))
     assert n_tiles > 2
@@ -126,7 +127,8 @@ def test_a_run_on_a_peer_bank_trains_and_says_so_in_its_card(photo_dir, tmp_path
     res = train_gtasr(run_cfg, progress=False)
     assert res.step == 2 and all(np.isfinite(v) for v in res.losses.values())
     card = weights.read_card(tmp_path / "run" / "ema.safetensors")
-    assert card["peer_bank"] == {"path": str(bank), "peer": "nearest", "passes": 1}
+    n = len(list(bank.glob("p0/*.peer.png")))
+    assert card["peer_bank"] == {"path": str(bank), "peer": "nearest", "passes": 1, "pairs": n}
     with pytest.raises(ValueError, match="two anchor targets"):
         train_gtasr(type(run_cfg)(**{**run_cfg.__dict__, "gtasr": GTASRConfig(anchor=str(base))}), progress=False)
     with pytest.raises(ValueError, match="gtasr recipe"):

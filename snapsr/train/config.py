@@ -20,7 +20,7 @@ class DataConfig:
     workers: int = 0
     val_crop: int = 256  # HR centre crop of each val image for periodic validation
     val_images: int = 4
-    # A peer bank (train.peer_bank, built by ``snapsr train bank``): training pairs are its degraded
+    # A peer bank (built by ``snapsr train bank``): training pairs are its degraded
     # tiles, and its peer's upscale of each is the anchor target (gtasr only); "" = degrade on the fly.
     peer_bank: str = ""
 

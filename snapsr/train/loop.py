@@ -71,12 +71,20 @@ def run_card(cfg, step: int) -> dict:
 
 
 def _bank_card(bank: str) -> dict:
-    """A peer bank's provenance for the card: its folder, peer and passes of degradations."""
+    """A peer bank's provenance for the card: its folder, peer, complete passes and (lr, peer) pairs."""
     if not bank:
         return {}
     path = Path(bank) / MANIFEST
     manifest = json.loads(path.read_text()) if path.is_file() else {}
-    return {"peer_bank": {"path": bank, "peer": manifest.get("peer", ""), "passes": manifest.get("passes", 0)}}
+    pairs = len(list(Path(bank).glob("p*/*.peer.png")))
+    return {
+        "peer_bank": {
+            "path": bank,
+            "peer": manifest.get("peer", ""),
+            "passes": manifest.get("passes", 0),
+            "pairs": pairs,
+        }
+    }
 
 
 @dataclass

@@ -61,10 +61,6 @@ def degrade_one(hr: torch.Tensor, scale: int, cfg: DegradeConfig, g: torch.Gener
     return degrade(hr, scale, replace(cfg, clean_share=0.0, light_share=1.0 if light else 0.0), g)
 
 
-def _to_u8(x: torch.Tensor) -> np.ndarray:
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-
-
 def build_bank(
     train_dir: str | Path,
     out: str | Path,
@@ -90,6 +86,13 @@ def build_bank(
     old = json.loads((out / MANIFEST).read_text()) if (out / MANIFEST).is_file() else None
     if old is not None and {k: v for k, v in old.items() if k != "passes"} != manifest:
         raise ValueError(f"{out} holds a bank built with other settings ({out / MANIFEST}); use another folder")
+    complete = (old or {}).get("passes", 0)  # passes finished over every tile
+
+    def write_manifest():
+        text = json.dumps({**manifest, "passes": complete}, indent=2) + "\n"
+        atomic.write(out / MANIFEST, lambda f: f.write(text.encode()))
+
+    write_manifest()
     jobs = []
     for path in list_files(train_dir):
         try:
@@ -107,9 +110,6 @@ def build_bank(
     for k in range(passes):
         d = out / f"p{k}"
         d.mkdir(exist_ok=True)
-        done = max(k + 1, (old or {}).get("passes", 0))
-        text = json.dumps({**manifest, "passes": done}, indent=2) + "\n"
-        atomic.write(out / MANIFEST, lambda f, text=text: f.write(text.encode()))
         order = torch.randperm(len(jobs), generator=torch.Generator().manual_seed(stream_seed("bank-order", seed, k)))
         for n, j in enumerate(order.tolist()):
             name, t = jobs[j]
@@ -126,6 +126,8 @@ def build_bank(
             save_png(sr.clamp(0, 1), d / f"{name}.peer.png")  # last: its presence marks the pair done
             written += 1
             log(f"pass {k} {n + 1}/{len(jobs)} {name} {time.perf_counter() - t0:.1f} s")
+        complete = max(complete, k + 1)
+        write_manifest()
     return written
 
 
