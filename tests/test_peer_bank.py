@@ -1,5 +1,6 @@
 """The peer bank: degraded training tiles with another upscaler's output as the realistic-end target."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -118,8 +119,7 @@ def test_a_run_on_a_peer_bank_trains_and_says_so_in_its_card(photo_dir, tmp_path
     build_bank(photo_dir, bank, scale=4, degrade_cfg=DegradeConfig(), peer=nearest_peer, tile=64, peer_name="nearest")
     fcfg = FlowConfig(scale=4, backbone="lrnet_t")
     base = weights.save(tmp_path / "t.safetensors", perturbed(fcfg, 2), weights.flow_card(fcfg, kind="teacher"))
-    data = tiny_data(photo_dir)
-    data = type(data)(**{**data.__dict__, "peer_bank": str(bank)})
+    data = dataclasses.replace(tiny_data(photo_dir), peer_bank=str(bank))
     run_cfg = GTASRRunConfig(
         init=str(base), gtasr=GTASRConfig(w_consistency=0.0, w_ta=0.0), data=data,
         train=tiny_train(tmp_path / "run", steps=2),
@@ -130,7 +130,7 @@ def test_a_run_on_a_peer_bank_trains_and_says_so_in_its_card(photo_dir, tmp_path
     n = len(list(bank.glob("p0/*.peer.png")))
     assert card["peer_bank"] == {"path": str(bank), "peer": "nearest", "passes": 1, "pairs": n}
     with pytest.raises(ValueError, match="two anchor targets"):
-        train_gtasr(type(run_cfg)(**{**run_cfg.__dict__, "gtasr": GTASRConfig(anchor=str(base))}), progress=False)
+        train_gtasr(dataclasses.replace(run_cfg, gtasr=GTASRConfig(anchor=str(base))), progress=False)
     with pytest.raises(ValueError, match="gtasr recipe"):
         recipes.get("rcod").train(
             RCODRunConfig(init=str(base), data=data, train=tiny_train(tmp_path / "rcod", steps=1)), progress=False

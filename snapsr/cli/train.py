@@ -105,12 +105,11 @@ def bank_cmd(config_path, passes, peer, overrides):
         model = make()
     except RuntimeError as e:
         raise click.ClickException(first_line(e)) from e
-    scale = getattr(model, "scale", 4)
     try:
         n = build_bank(
             cfg.data.train_dir,
             cfg.data.peer_bank,
-            scale=scale,
+            scale=model.scale,
             degrade_cfg=cfg.degrade,
             peer=model,
             peer_name=label,

@@ -66,7 +66,7 @@ def run_card(cfg, step: int) -> dict:
         "train_data": cfg.data.train_dir,
         "crop": cfg.data.crop,
         "batch_size": cfg.train.batch_size,
-        **_bank_card(getattr(cfg.data, "peer_bank", "")),
+        **_bank_card(cfg.data.peer_bank),
     }
 
 
@@ -177,7 +177,7 @@ def validate(model: nn.Module, val_set, predictors: dict[str, Predictor], out_pn
 def _training_data(cfg, scale: int, rank: int) -> torch.utils.data.Dataset:
     """Batches by step: HR crops to degrade on the fly, or ``(hr, lr, peer)`` from a peer bank."""
     crop, tc = cfg.data.crop - cfg.data.crop % scale, cfg.train
-    bank = getattr(cfg.data, "peer_bank", "")
+    bank = cfg.data.peer_bank
     if bank:
         return PeerBankCrops(bank, crop=crop, scale=scale, batch_size=tc.batch_size, seed=tc.seed, rank=rank)
     return HRCrops(
@@ -277,7 +277,7 @@ def run(
     if d.world > 1:
         loss_fn = DDP(loss_fn, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
 
-    bank = getattr(cfg.data, "peer_bank", "")
+    bank = cfg.data.peer_bank
     if bank and not getattr(recipe.loss, "takes_peer", False):
         raise ValueError(f"data.peer_bank ({bank}) is an anchor target of the gtasr recipe; this recipe has none")
     data = _training_data(cfg, recipe.scale, d.rank)

@@ -118,7 +118,7 @@ def build_bank(
             t0 = time.perf_counter()
             hr = torch.from_numpy(t.copy()).permute(2, 0, 1).float().unsqueeze(0) / 255
             g = torch.Generator().manual_seed(stream_seed("bank", seed, k, name))
-            lr = ((degrade_one(hr, scale, degrade_cfg, g)[0].clamp(0, 1) * 255).round() / 255).float()
+            lr = degrade_one(hr, scale, degrade_cfg, g)[0].float()  # 8-bit levels already (degrade quantizes)
             sr = torch.from_numpy(np.asarray(peer(lr.numpy()), np.float32))
             if sr.shape != (3, lr.shape[1] * scale, lr.shape[2] * scale):
                 raise ValueError(f"the peer gave {tuple(sr.shape)} for a {tuple(lr.shape)} input at x{scale}")
@@ -139,6 +139,9 @@ class PeerBankCrops(torch.utils.data.Dataset):
         if crop % scale:
             raise ValueError(f"the crop ({crop}) must be a multiple of the scale ({scale})")
         self.crop, self.scale, self.batch_size, self.seed, self.rank = crop, scale, batch_size, seed, rank
+        self.manifest = json.loads((root / MANIFEST).read_text()) if (root / MANIFEST).is_file() else {}
+        if self.manifest.get("scale", scale) != scale:  # before reading a single image
+            raise ValueError(f"peer bank {root} is x{self.manifest['scale']}, the model x{scale}")
         self.hr: dict[str, np.ndarray] = {}
         self.pairs: list[tuple[str, np.ndarray, np.ndarray]] = []
         for peer in sorted(root.glob("p*/*.peer.png")):
@@ -160,9 +163,6 @@ class PeerBankCrops(torch.utils.data.Dataset):
             self.pairs.append((name, lr, sr))
         if not self.pairs:
             raise FileNotFoundError(f"no peer bank pairs under {root} (snapsr train bank builds them)")
-        self.manifest = json.loads((root / MANIFEST).read_text()) if (root / MANIFEST).is_file() else {}
-        if self.manifest.get("scale", scale) != scale:
-            raise ValueError(f"peer bank {root} is x{self.manifest['scale']}, the model x{scale}")
 
     def __len__(self) -> int:
         return 1 << 62
