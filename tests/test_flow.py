@@ -129,6 +129,33 @@ def test_preconditioning():
         assert abs(best.sqrt() - flow.precond(torch.tensor(tv))[1]) < 2e-3
 
 
+def test_one_step_preconditioning_takes_the_start_noise_away_at_every_dial_value():
+    """A one-step student's state is x_0 alone, y = sigma_p eps at every t: its skip is -y, so with the
+    backbone's output fixed the result holds no noise, where EDM's skip at t = 1 adds the noise again."""
+    d, s = 0.1, 0.3
+    one = FlowConfig(scale=2, sigma_p=s, sigma_data=d, one_step_precond=True)
+    student = FlowSR(one, backbone=ConstantVelocity(1.0))
+    edm = FlowSR(FlowConfig(scale=2, sigma_p=s, sigma_data=d), backbone=ConstantVelocity(1.0))
+    cond = torch.rand(1, 3, 4, 4)
+    eps = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    x_0 = student.start(cond, eps)
+    a = math.sqrt(1 - s * s)
+    for t in (0.0, 0.5, 1.0, torch.rand(1, 1, 4, 4)):
+        assert torch.allclose(student.one_step(x_0, t, cond), a * cond + d, atol=1e-6)
+    # the two agree at realism 0; at 1 EDM's output carries twice the start noise for the backbone to cancel
+    assert torch.allclose(student.one_step(x_0, 0.0, cond), edm.one_step(x_0, 0.0, cond), atol=1e-6)
+    assert torch.allclose(edm.one_step(x_0, 1.0, cond), a * cond + 2 * s * eps + s, atol=1e-5)
+    # its weights run in one step only: any other state or a multi-step sampler is refused
+    with pytest.raises(ValueError, match="one step"):
+        student.velocity(x_0, 0.5, cond)
+    with pytest.raises(ValueError, match="one step"):
+        student.at_realism(x_0, 1.0, cond, one_step=False, steps=4)
+    with pytest.raises(ValueError, match="one-step students"):
+        student.loss(torch.rand(1, 3, 2, 2), torch.rand(1, 3, 4, 4))
+    with pytest.raises(ValueError, match="one_step_precond"):
+        FlowConfig(one_step_precond=True, precond=False)
+
+
 def test_bad_sigma_and_sampler():
     with pytest.raises(ValueError):
         FlowSR(FlowConfig(sigma_p=1.0, backbone="lrnet_t"))

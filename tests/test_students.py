@@ -831,3 +831,39 @@ def test_output_distillation_matches_the_teachers_dial_from_the_same_noise(photo
     s_path = weights.save(tmp_path / "s.safetensors", perturbed(tcfg, 2), weights.flow_card(tcfg, kind="student"))
     with pytest.raises(ValueError, match="multi-step flow"):
         train_distill(dataclasses.replace(run_cfg, teacher=str(s_path)), progress=False)
+
+
+def test_gtasr_one_step_preconditioning_trains_and_ships(photo_dir, tmp_path):
+    """``one_step_precond``: a student from a teacher's weights takes the one-step preconditioning,
+    agrees with them at realism 0 before training, trains, and its weights carry it to the upscaler."""
+    fcfg = FlowConfig(scale=4, backbone="lrnet_t")
+    teacher = perturbed(fcfg, 2)
+    base = weights.save(tmp_path / "t.safetensors", teacher, weights.flow_card(fcfg, kind="teacher"))
+    student = make_student(teacher, RCODConfig(), one_step_precond=True)
+    assert student.cfg.one_step_precond and not teacher.cfg.one_step_precond
+    lr = torch.rand(1, 3, 8, 8)
+    cond = teacher.condition(lr)
+    x_0 = teacher.start(cond, torch.randn_like(cond))
+    with torch.no_grad():
+        assert torch.allclose(student.one_step(x_0, 0.0, cond), teacher.one_step(x_0, 0.0, cond), atol=1e-6)
+        assert not torch.allclose(student.one_step(x_0, 1.0, cond), teacher.one_step(x_0, 1.0, cond), atol=1e-3)
+    run_cfg = GTASRRunConfig(
+        init=str(base),
+        one_step_precond=True,
+        gtasr=GTASRConfig(w_consistency=0.0, w_ta=0.0),
+        data=tiny_data(photo_dir),
+        train=tiny_train(tmp_path / "run", steps=2),
+    )
+    train_gtasr(run_cfg, progress=False)
+    out = tmp_path / "run" / "ema.safetensors"
+    model, _ = weights.load_flow(out)
+    assert model.cfg.one_step_precond
+    up = Upscaler.from_pretrained(out, dtype="fp32")
+    assert up.card.student
+    img = up.upscale_tensor(lr, realism=1.0)
+    assert img.shape == (1, 3, 32, 32) and torch.isfinite(img).all()
+    # the trajectory terms run the student from states along the path: refused with it
+    with pytest.raises(ValueError, match="one_step_precond"):
+        train_gtasr(
+            dataclasses.replace(run_cfg, gtasr=GTASRConfig(), train=tiny_train(tmp_path / "bad")), progress=False
+        )

@@ -21,6 +21,14 @@ class FlowConfig:
     # photos under the second-order degradations at x4 (0.03 under bicubic).
     precond: bool = True
     sigma_data: float = 0.07
+    # A one-step student's preconditioning (FlowSR.velocity with ``start``): its state is always the
+    # start x_0, so y = x_0 - a up(LR) is the noise sigma_p eps alone at every dial value, and the best
+    # linear guess of v = r - sigma_p eps from it is -y whatever t is (c_skip = -1, c_out = sigma_data,
+    # c_in = 1 / sigma_p). EDM's coefficients assume y = t r + (1 - t) sigma_p eps, the teacher's state:
+    # for a student at t = 1 their skip adds sigma_p eps where it should take it away, and the backbone
+    # must cancel 2 sigma_p eps (51 levels of 255 at sigma_p 0.1) pixel by pixel; what it misses is the
+    # realistic end's grain. Students only: a multi-step flow's states are not x_0.
+    one_step_precond: bool = False
     # RCOD (snapsr/model/backbones/prompt.py): visual prompt injection, and the realism estimator
     # behind ``--realism auto``; both share one small degradation-aware encoder.
     prompt: bool = False
@@ -56,6 +64,8 @@ class FlowConfig:
         for name, ok, what in checks:
             if not ok:
                 raise ValueError(f"flow.{name} must be {what}, got {getattr(self, name)!r}")
+        if self.one_step_precond and not (self.precond and self.sigma_p > 0):
+            raise ValueError("flow.one_step_precond needs flow.precond and a start noise (sigma_p > 0)")
         if self.encoder_input not in ENCODER_INPUTS:
             raise ValueError(
                 f"flow.encoder_input must be one of {', '.join(ENCODER_INPUTS)}; got {self.encoder_input!r}"

@@ -117,8 +117,12 @@ class FlowSR(nn.Module):
         c_out = (d2 + s2 - cov * cov / var_y).clamp_min(1e-8).sqrt()
         return c_skip, c_out, var_y.rsqrt()
 
-    def velocity(self, x_t: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor) -> torch.Tensor:
+    def velocity(
+        self, x_t: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor, *, start: bool = False
+    ) -> torch.Tensor:
         """``v(x_t, t)`` given ``cond = up(LR)``; ``t`` a number, one per image or a per-pixel map.
+        ``start``: ``x_t`` is the start state ``x_0`` (a one-step student's call), which weights with
+        ``one_step_precond`` precondition as such; weights with it are refused any other state.
 
         The backbone's contract is kept here, once: ``t`` as ``(B, 1, 1, 1)`` or ``(B, 1, H, W)``,
         sides padded to its size multiple and cropped back, the conditioners' outputs (RCOD's
@@ -134,14 +138,22 @@ class FlowSR(nn.Module):
             x_t, cond, t = pad(x_t), pad(cond), pad(t) if t.shape[-1] > 1 else t
         if not self.cfg.precond:
             return self.backbone(x_t, t, cond, **extra)[..., :H, :W]
-        c_skip, c_out, c_in = self.precond(t.float())
+        if self.cfg.one_step_precond:
+            if not start:
+                raise ValueError("these weights are a one-step student's (flow.one_step_precond): run them in one step")
+            c_skip, c_out, c_in = -1.0, self.cfg.sigma_data, 1.0 / self.cfg.sigma_p
+        else:
+            c_skip, c_out, c_in = self.precond(t.float())
         y = torch.sub(x_t, cond, alpha=math.sqrt(1.0 - self.cfg.sigma_p**2))  # one pass over the image, not two
-        return torch.addcmul(c_out * self.backbone(c_in * y, t, cond, **extra), c_skip, y)[..., :H, :W]
+        f = c_out * self.backbone(c_in * y, t, cond, **extra)
+        if self.cfg.one_step_precond:  # c_skip = -1: the start noise leaves through the skip
+            return torch.sub(f, y)[..., :H, :W]
+        return torch.addcmul(f, c_skip, y)[..., :H, :W]
 
     def one_step(self, x_0: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor) -> torch.Tensor:
         """The one-step output ``x_0 + v(x_0, t)``: a student's upscale at dial ``t`` (a number, one per
         image, or a per-pixel map), the teacher's posterior mean at ``t = 0``."""
-        return x_0 + self.velocity(x_0, t, cond)
+        return x_0 + self.velocity(x_0, t, cond, start=True)
 
     def at_realism(
         self,
@@ -162,6 +174,8 @@ class FlowSR(nn.Module):
         """
         if one_step:
             return self.one_step(x_0, t, cond)
+        if self.cfg.one_step_precond:
+            raise ValueError("these weights are a one-step student's (flow.one_step_precond): run them in one step")
         if steps == 1 or (not isinstance(t, torch.Tensor) and t == 0):
             return self.one_step(x_0, 0.0, cond)
         first: dict[str, torch.Tensor] = {}
@@ -193,6 +207,8 @@ class FlowSR(nn.Module):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Conditional flow matching: ``|| f(x_t, t, up(LR)) - (x_1 - x_0) ||^2``, t ~ U[0, 1]."""
+        if self.cfg.one_step_precond:
+            raise ValueError("flow matching trains a multi-step flow: flow.one_step_precond is for one-step students")
         cond = self.condition(lr)
         if eps is None:
             eps = torch.randn(hr.shape, generator=generator, device="cpu").to(hr)

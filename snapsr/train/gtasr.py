@@ -126,6 +126,9 @@ class GTASRRunConfig:
     # that starts from init's weights; with gtasr.anchor = init and anchor_floor > 0 it is distilled
     # from the deeper network at every dial value. Empty: all of them.
     keep_blocks: tuple[int, ...] = ()
+    # The student takes a one-step student's preconditioning (FlowConfig.one_step_precond) from here on,
+    # whatever init's was; at realism 0 it computes what init did, elsewhere it learns anew.
+    one_step_precond: bool = False
     recipe: str = "gtasr"
     flow: FlowConfig = field(default_factory=FlowConfig)  # the architecture when init is ""
     gtasr: GTASRConfig = field(default_factory=GTASRConfig)
@@ -285,6 +288,11 @@ def build_gtasr(cfg: GTASRRunConfig, device: torch.device) -> Recipe:
         )
     su = setup_student(cfg, base, device, 0.0, 1.0)
     student, terms = su.student, su.terms
+    if student.cfg.one_step_precond and (cfg.gtasr.w_consistency > 0 or cfg.gtasr.w_ta > 0):
+        raise ValueError(
+            "GTASR's consistency and trajectory terms run the student from states along the path: "
+            "a one-step student's preconditioning (one_step_precond) needs gtasr.w_consistency = w_ta = 0"
+        )
     reference = copy.deepcopy(student)
     anchor = None
     if cfg.gtasr.anchor and cfg.data.peer_bank:

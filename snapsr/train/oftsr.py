@@ -166,7 +166,7 @@ class OFTSRLoss(nn.Module):
         s = (t + c.dt).clamp(max=1.0)
         t_min = torch.full_like(t, c.t_min)
         # One student pass for the three times (t, s, t_min): a batch of 3B.
-        v = st.velocity(x_0.repeat(3, 1, 1, 1), torch.cat([t, s, t_min]), cond.repeat(3, 1, 1, 1)).float()
+        v = st.velocity(x_0.repeat(3, 1, 1, 1), torch.cat([t, s, t_min]), cond.repeat(3, 1, 1, 1), start=True).float()
         v_t, v_s, v_tmin = v.chunk(3)
         with torch.no_grad():
             x_t = x_0 + expand_t(t, x_0) * v_t.detach()  # the student's implied state at t

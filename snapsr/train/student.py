@@ -32,19 +32,31 @@ def one_step_only(backbone: str, what: str) -> None:
 
 
 def make_student(
-    base: FlowSR, r: rcod.RCODConfig, grow: dict | None = None, keep_blocks: tuple[int, ...] = ()
+    base: FlowSR,
+    r: rcod.RCODConfig,
+    grow: dict | None = None,
+    keep_blocks: tuple[int, ...] = (),
+    one_step_precond: bool = False,
 ) -> FlowSR:
     """A student starting as ``base`` (teacher or reference), with RCOD's encoder added if ``r`` asks,
     and ``grow`` (backbone arguments, e.g. ``{"context": 4}``) added to base's: the new parts must
     start as the identity, which is checked on a random input. ``keep_blocks``: base's trunk blocks
     that the student keeps, in order (the rest dropped: a shallower, faster student that starts
-    from what the deeper one learned, as layer-dropping distillation does, then trains on)."""
+    from what the deeper one learned, as layer-dropping distillation does, then trains on).
+    ``one_step_precond``: the student takes a one-step student's preconditioning (``FlowConfig``),
+    if base has not already."""
     args = {**base.cfg.backbone_args, **(grow or {})}
     state = base.state_dict()
     if keep_blocks:
         state = _kept_blocks(base, state, tuple(keep_blocks))
         args["blocks"] = len(keep_blocks)
-    cfg = dataclasses.replace(base.cfg, prompt=r.prompt, estimator=r.estimator, backbone_args=args)
+    cfg = dataclasses.replace(
+        base.cfg,
+        prompt=r.prompt,
+        estimator=r.estimator,
+        backbone_args=args,
+        one_step_precond=base.cfg.one_step_precond or one_step_precond,
+    )
     student = FlowSR(cfg)
     missing, unexpected = student.load_state_dict(state, strict=False)
     new = ("encoder.", "backbone.prompt.", "clip_tokens.")
@@ -55,7 +67,9 @@ def make_student(
         m = 4 * student.backbone.size_multiple
         x, cond = torch.rand(1, 3, m, m, generator=g), torch.rand(1, 3, m, m, generator=g)
         with torch.no_grad():
-            same = torch.allclose(student.velocity(x, 0.5, cond), base.velocity(x, 0.5, cond), atol=1e-5)
+            # the two preconditionings agree at realism 0 alone
+            t = 0.5 if student.cfg.one_step_precond == base.cfg.one_step_precond else 0.0
+            same = torch.allclose(student.one_step(x, t, cond), base.one_step(x, t, cond), atol=1e-5)
         if not same:
             raise ValueError(
                 f"growing the backbone by {grow} changes what the weights compute: its new parts must start at zero"
@@ -181,7 +195,13 @@ def setup_student(cfg, base: FlowSR, device, lo: float, hi: float) -> StudentSet
     """Student from ``base`` (grown by ``cfg.grow``, or cut to ``cfg.keep_blocks``, where the recipe has
     them), RCOD's groups calibrated on the run's data, dial times in [lo, hi]."""
     r = cfg.rcod
-    student = make_student(base, r, getattr(cfg, "grow", None), tuple(getattr(cfg, "keep_blocks", ()))).to(device)
+    student = make_student(
+        base,
+        r,
+        getattr(cfg, "grow", None),
+        tuple(getattr(cfg, "keep_blocks", ())),
+        getattr(cfg, "one_step_precond", False),
+    ).to(device)
     scale = student.cfg.scale
     encode = None
     if r.space == "latent":
