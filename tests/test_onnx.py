@@ -20,13 +20,15 @@ pytest.importorskip("onnxruntime")
         {"backbone_args": {"context": 2}},
         {"prompt": True, "encoder_input": "energy"},
         {"backbone_args": {"energy": True}},
+        {"one_step_precond": True},
     ],
-    ids=["plain", "context", "prompt", "energy-cues"],
+    ids=["plain", "context", "prompt", "energy-cues", "one-step-precond"],
 )
 def student(tmp_path, request):
     """A tiny student; "context": with lrnet's low-resolution context branch (its pooling and resize
     in the graph, a size multiple of 16); "prompt": with RCOD's degradation prompt (its encoder and
-    pooling over the whole tile in the graph); "energy-cues": lrnet's per-region degradation cues."""
+    pooling over the whole tile in the graph); "energy-cues": lrnet's per-region degradation cues;
+    "one-step-precond": a one-step student's preconditioning (``FlowConfig.one_step_precond``)."""
     from snapsr.model import weights
     from snapsr.model.config import FlowConfig
 
