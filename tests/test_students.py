@@ -494,7 +494,7 @@ def test_gtasr_supervised_dial_is_one_pass_per_sample(monkeypatch):
     loss = GTASRLoss(model, model, cfg, 10, dial, lambda *a: torch.zeros(()))
     calls = []
     forward = model.velocity
-    monkeypatch.setattr(model, "velocity", lambda x, t, c: calls.append(x.shape[0]) or forward(x, t, c))
+    monkeypatch.setattr(model, "velocity", lambda x, t, c, **kw: calls.append(x.shape[0]) or forward(x, t, c, **kw))
     hr = torch.rand(2, 3, 16, 16)
     lr = torch.nn.functional.avg_pool2d(hr, 4)
     value = loss(lr, hr, torch.Generator().manual_seed(0))
