@@ -141,7 +141,7 @@ class FlowSR(nn.Module):
         if self.cfg.one_step_precond:
             if not start:
                 raise ValueError("these weights are a one-step student's (flow.one_step_precond): run them in one step")
-            c_skip, c_out, c_in = -1.0, self.cfg.sigma_data, 1.0 / self.cfg.sigma_p
+            c_skip, c_out, c_in = None, self.cfg.sigma_data, 1.0 / self.cfg.sigma_p  # c_skip = -1: below
         else:
             c_skip, c_out, c_in = self.precond(t.float())
         y = torch.sub(x_t, cond, alpha=math.sqrt(1.0 - self.cfg.sigma_p**2))  # one pass over the image, not two
