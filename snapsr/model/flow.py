@@ -20,6 +20,8 @@ from snapsr.model.config import FlowConfig
 from snapsr.model.path import LinearPath, time_map
 from snapsr.model.samplers import SAMPLERS, time_grid
 
+ONE_STEP_ONLY = "these weights are a one-step student's (flow.one_step_precond): run them in one step"
+
 
 def upsample(lr: torch.Tensor, scale: int) -> torch.Tensor:
     """``up(LR)``: bicubic to exactly ``scale`` times the LR size."""
@@ -138,17 +140,14 @@ class FlowSR(nn.Module):
             x_t, cond, t = pad(x_t), pad(cond), pad(t) if t.shape[-1] > 1 else t
         if not self.cfg.precond:
             return self.backbone(x_t, t, cond, **extra)[..., :H, :W]
-        if self.cfg.one_step_precond:
-            if not start:
-                raise ValueError("these weights are a one-step student's (flow.one_step_precond): run them in one step")
-            c_skip, c_out, c_in = None, self.cfg.sigma_data, 1.0 / self.cfg.sigma_p  # c_skip = -1: below
-        else:
-            c_skip, c_out, c_in = self.precond(t.float())
         y = torch.sub(x_t, cond, alpha=math.sqrt(1.0 - self.cfg.sigma_p**2))  # one pass over the image, not two
-        f = c_out * self.backbone(c_in * y, t, cond, **extra)
-        if self.cfg.one_step_precond:  # c_skip = -1: the start noise leaves through the skip
-            return torch.sub(f, y)[..., :H, :W]
-        return torch.addcmul(f, c_skip, y)[..., :H, :W]
+        if self.cfg.one_step_precond:  # c_skip = -1, c_out = sigma_data, c_in = 1 / sigma_p at every t
+            if not start:
+                raise ValueError(ONE_STEP_ONLY)
+            f = self.cfg.sigma_data * self.backbone((1.0 / self.cfg.sigma_p) * y, t, cond, **extra)
+            return torch.sub(f, y)[..., :H, :W]  # the start noise leaves through the skip
+        c_skip, c_out, c_in = self.precond(t.float())
+        return torch.addcmul(c_out * self.backbone(c_in * y, t, cond, **extra), c_skip, y)[..., :H, :W]
 
     def one_step(self, x_0: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor) -> torch.Tensor:
         """The one-step output ``x_0 + v(x_0, t)``: a student's upscale at dial ``t`` (a number, one per
@@ -175,7 +174,7 @@ class FlowSR(nn.Module):
         if one_step:
             return self.one_step(x_0, t, cond)
         if self.cfg.one_step_precond:
-            raise ValueError("these weights are a one-step student's (flow.one_step_precond): run them in one step")
+            raise ValueError(ONE_STEP_ONLY)
         if steps == 1 or (not isinstance(t, torch.Tensor) and t == 0):
             return self.one_step(x_0, 0.0, cond)
         first: dict[str, torch.Tensor] = {}
